@@ -1,0 +1,3 @@
+"""protocols: composition of the mechanisms (FedAvg rounds, drivers, the CLI)."""
+
+__all__: list[str] = []

@@ -1,0 +1,57 @@
+"""``secagg bench NAME``: the one benchmark entry point.
+
+Each benchmark is a module exposing ``run(quick: bool, progress: bool) -> dict``; the
+dict maps figure names to numbers (ratios included) and is printed as one JSON object
+with ``--json``, or as a table otherwise. Modules are imported on demand so a benchmark
+that needs an optional extra (torch, flwr) does not slow the others down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import Any
+
+# name -> module path; later issues add secagg, paillier, dp, fedavg, flower.
+BENCHMARKS: dict[str, str] = {
+    "primitives": "protocols.bench.primitives",
+}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``bench`` subcommand."""
+    p = sub.add_parser(
+        "bench",
+        help="run a benchmark (ratios to the hardware/library limits)",
+        description="Run one benchmark and report its figures. Benchmarks: "
+        + ", ".join(sorted(BENCHMARKS)),
+    )
+    p.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
+    p.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=_main)
+
+
+def run_benchmark(name: str, *, quick: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Run benchmark ``name`` in this process and return its figures."""
+    if name not in BENCHMARKS:
+        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
+    module = importlib.import_module(BENCHMARKS[name])
+    result: dict[str, Any] = module.run(quick=quick, progress=progress)
+    return result
+
+
+def _main(args: argparse.Namespace) -> int:
+    result = run_benchmark(args.name, quick=args.quick, progress=not args.json)
+    if args.json:
+        json.dump(result, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        width = max(len(k) for k in result)
+        for key in sorted(result):
+            value = result[key]
+            shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+            print(f"{key:<{width}}  {shown}")
+    return 0
