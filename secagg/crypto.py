@@ -81,7 +81,7 @@ class AgreementKeyPair:
         Raises :class:`KeyFormatError` for a malformed key or a low-order point (the
         all-zero shared secret), which would make the "secret" public.
         """
-        return x25519_exchange(self.private_bytes(), peer_public)
+        return _exchange(self.private, peer_public)
 
 
 def load_x25519_public(data: bytes) -> X25519PublicKey:
@@ -98,9 +98,13 @@ def x25519_exchange(private: bytes, peer_public: bytes) -> bytes:
     """X25519(private, peer_public) as in RFC 7748, refusing the all-zero output."""
     if not isinstance(private, bytes) or len(private) != 32:
         raise KeyFormatError("X25519 private key must be 32 bytes")
+    return _exchange(X25519PrivateKey.from_private_bytes(private), peer_public)
+
+
+def _exchange(private: X25519PrivateKey, peer_public: bytes) -> bytes:
     peer = load_x25519_public(peer_public)
     try:
-        shared = X25519PrivateKey.from_private_bytes(private).exchange(peer)
+        shared = private.exchange(peer)
     except ValueError as exc:  # cryptography rejects low-order points this way
         raise KeyFormatError(f"X25519 exchange refused: {exc}") from exc
     if shared == bytes(32):  # pragma: no cover - cryptography already refuses it

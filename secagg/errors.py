@@ -91,3 +91,66 @@ class SignatureError(CryptoError):
 
 class ContextError(CryptoError, ValueError):
     """A domain-separation context field (session id, round, party) is invalid."""
+
+
+# --- the masking protocol ------------------------------------------------------------
+
+
+class ProtocolError(SecAggError):
+    """Base class of protocol failures (bad messages, aborts, misuse)."""
+
+
+class MessageFormatError(ProtocolError, ValueError):
+    """A wire message is malformed: magic, version, type, lengths, counts or values."""
+
+
+class WrongSessionError(ProtocolError):
+    """A message belongs to another session (a replay or a misrouted message)."""
+
+
+class WrongRoundError(ProtocolError):
+    """A message belongs to another training round (a replay from an earlier round)."""
+
+
+class UnexpectedMessageError(ProtocolError):
+    """A message of the wrong type for the current protocol step, or after the end."""
+
+
+class DuplicateSenderError(ProtocolError):
+    """A party sent twice in one step, or two entries claim the same client."""
+
+
+class ProtocolViolationError(ProtocolError):
+    """The peer broke a protocol rule (e.g. a survivor list that is not a subset of the
+    previous one, keys that do not match, a share for the wrong owner)."""
+
+
+class RoundAbortedError(ProtocolError):
+    """The round was aborted; no unmasking share was released by honest clients."""
+
+
+class TooFewSurvivorsError(RoundAbortedError):
+    """Fewer than the threshold t of clients remain at some step."""
+
+
+class SurvivorSetTooSmallError(RoundAbortedError):
+    """The survivor set (or this client's connected part of it) is below min_aggregate,
+    so an honest client refuses to unmask: the sum would cover too few inputs."""
+
+
+class BothSharesRequestedError(RoundAbortedError):
+    """Releasing a share would give out both the key share and the self-mask share of
+    the same peer, which would unmask that peer's input."""
+
+
+class ConsistencyCheckError(RoundAbortedError):
+    """Fewer than t valid signatures on the survivor set (and extra context), or an
+    invalid one: the server showed different clients different views."""
+
+
+class ReconstructionError(RoundAbortedError):
+    """The server cannot rebuild a secret: too few shares, or shares that disagree."""
+
+
+class ProtocolUsageError(ProtocolError):
+    """The local caller misused a state machine (e.g. no input set before masking)."""

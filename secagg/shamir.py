@@ -128,7 +128,6 @@ def lagrange_at_zero(xs: Sequence[int], prime: int) -> list[int]:
 
 @lru_cache(maxsize=256)
 def _lagrange_cached(xs: tuple[int, ...], prime: int) -> tuple[int, ...]:
-    # One modular inversion for all denominators (Montgomery's batch trick).
     nums: list[int] = []
     dens: list[int] = []
     for i, xi in enumerate(xs):
@@ -139,28 +138,51 @@ def _lagrange_cached(xs: tuple[int, ...], prime: int) -> tuple[int, ...]:
                 den = den * (xj - xi) % prime
         nums.append(num)
         dens.append(den)
-    prefix = [1] * (len(dens) + 1)
-    for i, den in enumerate(dens):
-        prefix[i + 1] = prefix[i] * den % prime
-    inv = pow(prefix[-1], -1, prime)
-    invs = [0] * len(dens)
-    for i in range(len(dens) - 1, -1, -1):
-        invs[i] = inv * prefix[i] % prime
-        inv = inv * dens[i] % prime
+    invs = _batch_inverse(dens, prime)  # one modular inversion for all denominators
     return tuple(n * iv % prime for n, iv in zip(nums, invs, strict=True))
 
 
 def interpolate_at(points: Sequence[tuple[int, int]], x: int, prime: int) -> int:
     """Value at ``x`` of the polynomial of degree < len(points) through ``points``."""
+    xs = tuple(xi for xi, _ in points)
+    if x in xs:
+        return points[xs.index(x)][1]
+    # barycentric form: p(x) = l(x) * sum_i w_i y_i / (x - x_i), l(x) = prod (x - x_i)
+    weights = _barycentric_weights(xs, prime)
+    diffs = [(x - xi) % prime for xi in xs]
+    invs = _batch_inverse(diffs, prime)
     acc = 0
-    for i, (xi, yi) in enumerate(points):
-        num, den = 1, 1
-        for j, (xj, _) in enumerate(points):
+    for (_, yi), wi, inv in zip(points, weights, invs, strict=True):
+        acc = (acc + yi * wi % prime * inv) % prime
+    lx = 1
+    for dxi in diffs:
+        lx = lx * dxi % prime
+    return acc * lx % prime
+
+
+@lru_cache(maxsize=256)
+def _barycentric_weights(xs: tuple[int, ...], prime: int) -> tuple[int, ...]:
+    dens = []
+    for i, xi in enumerate(xs):
+        den = 1
+        for j, xj in enumerate(xs):
             if i != j:
-                num = num * (x - xj) % prime
                 den = den * (xi - xj) % prime
-        acc = (acc + yi * num * pow(den, -1, prime)) % prime
-    return acc
+        dens.append(den)
+    return tuple(_batch_inverse(dens, prime))
+
+
+def _batch_inverse(values: Sequence[int], prime: int) -> list[int]:
+    """Inverses of non-zero ``values`` mod ``prime`` with one exponentiation."""
+    prefix = [1] * (len(values) + 1)
+    for i, v in enumerate(values):
+        prefix[i + 1] = prefix[i] * v % prime
+    inv = pow(prefix[-1], -1, prime)
+    out = [0] * len(values)
+    for i in range(len(values) - 1, -1, -1):
+        out[i] = inv * prefix[i] % prime
+        inv = inv * values[i] % prime
+    return out
 
 
 def combine_int(points: Sequence[tuple[int, int]], prime: int) -> int:
