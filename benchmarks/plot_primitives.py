@@ -2,34 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
+from _common import ROOT, bench_data, pyplot
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--from", dest="src", type=Path, help="reuse a saved JSON result")
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
-    if args.src:
-        data = json.loads(args.src.read_text())
-    else:
-        cmd = [sys.executable, "-m", "protocols.cli", "bench", "primitives", "--json"]
-        if args.quick:
-            cmd.append("--quick")
-        data = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-        out = ROOT / "benchmarks" / "results" / "primitives.json"
-        out.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    data = bench_data("primitives", __doc__)
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.4))
     groups = ["b = 32 (uint32)", "b = 20 (uint32, reduced)"]

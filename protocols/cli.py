@@ -20,6 +20,7 @@ import secagg
 SUBCOMMANDS: dict[str, str] = {
     "selfcheck": "protocols.cli_selfcheck:register",
     "bench": "protocols.bench:register",
+    "budget": "protocols.cli_budget:register",
 }
 
 

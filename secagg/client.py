@@ -68,15 +68,15 @@ from secagg.messages import (
     decode,
     encode,
 )
-from secagg.prg import MaskExpander
+from secagg.prg import apply_masks
 from secagg.ring import RingArray
 from secagg.roundspec import (
     Topology,
     mask_sign,
     pack_box,
-    pairwise_mask,
+    pairwise_mask_term,
     pairwise_seed,
-    self_mask,
+    self_mask_term,
     unpack_box,
 )
 
@@ -324,22 +324,23 @@ class SecAggClient:
 
     def _mask(self, x: RingArray, peers: list[int]) -> RingArray:
         """y = x + self mask + sum over peers of +-pairwise masks, in Z_(2^b)."""
-        assert self._self_seed is not None and self._mask_key is not None
-        exp = MaskExpander(self.ring, self.dimension)
-        y = x.copy()
-        np.add(y, self_mask(exp, self.ctx, self._self_seed, self.id), out=y)
-        for v in peers:
-            m = self._pairwise_mask(exp, v)
-            if mask_sign(self.id, v) > 0:
-                np.add(y, m, out=y)
-            else:
-                np.subtract(y, m, out=y)
-        return self.ring.reduce(y, out=y)
+        assert self._self_seed is not None
+        terms = [self_mask_term(self._self_seed, self.id)]
+        terms += [
+            pairwise_mask_term(self._pairwise_seed(v), self.id, v, mask_sign(self.id, v))
+            for v in peers
+        ]
+        return apply_masks(
+            x.copy(),
+            self.ring,
+            terms,
+            session_id=self.ctx.session_id,
+            round_index=self.ctx.round_index,
+        )
 
-    def _pairwise_mask(self, exp: MaskExpander, v: int) -> RingArray:
+    def _pairwise_seed(self, v: int) -> bytes:
         assert self._mask_key is not None
-        seed = pairwise_seed(self.ctx, self.id, self._mask_key, v, self._directory[v].mask_public)
-        return pairwise_mask(exp, self.ctx, seed, self.id, v)
+        return pairwise_seed(self.ctx, self.id, self._mask_key, v, self._directory[v].mask_public)
 
     # -- step 3: survivor list -> signature (active) or unmasking (honest-but-curious) -------
 

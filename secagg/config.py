@@ -3,7 +3,8 @@
 The threshold rules it enforces:
 
 * ``2 <= t <= k + 1`` (a client's secrets are shared among itself and its k neighbours);
-* ``n_C < t``: the tolerated corrupt clients alone never reach the threshold;
+* ``n_C < t``: the tolerated corrupt clients alone never reach the threshold (for
+  SecAgg+, within each neighbourhood, except with probability ``2^-sigma``);
 * active setting: ``2t > m + n_C`` within each neighbourhood of ``m = k + 1`` holders
   (Bonawitz et al.'s ``2t > n + n_C`` for the complete graph). For SecAgg+ the corrupt
   count of a neighbourhood is random; the rule must hold except with probability
@@ -91,7 +92,9 @@ class SecAggConfig:
         nc = self.tolerated_corrupt
         if _not_int(nc) or not 0 <= nc < n:
             raise ConfigError(f"tolerated_corrupt must be an int in [0, n), got {nc!r}")
-        if nc >= t:
+        if k is None and nc >= t:
+            # (for SecAgg+ the rule applies within each neighbourhood; the failure bound
+            # below checks it there)
             raise ConfigError(
                 f"tolerated_corrupt n_C={nc} must be below the threshold t={t}: "
                 "otherwise the corrupt clients alone rebuild any secret"

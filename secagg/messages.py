@@ -13,6 +13,7 @@ machines then check what needs state (who may send what, subsets, signatures).
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -40,6 +41,7 @@ SERVER_ID = 0xFFFFFFFF
 SHARE_BOX_PLAINTEXT = 8 + 2 * SHARE_BYTES
 SHARE_BOX_BYTES = NONCE_BYTES + SHARE_BOX_PLAINTEXT + TAG_BYTES
 MAX_REASON = 1024
+_SHARE_RECORD = struct.Struct(f">IB{SHARE_BYTES}s")  # owner, kind, share
 
 
 class MsgType(IntEnum):
@@ -342,13 +344,16 @@ def decode(data: bytes, expect: Expect, allowed: tuple[MsgType, ...]) -> Message
         _unique([c for c, _ in sigs], "signature list")
         msg = SignatureList(h, tuple(sigs))
     elif mtype == MsgType.UNMASK_SHARES:
+        count = r.count(n, "share")
         shares = []
-        for _ in range(r.count(n, "share")):
-            owner = _client_id(r.u32(), n)
-            kind_code = r.u8()
-            if kind_code not in (0, 1):
+        kinds = (ShareKind.SELF_MASK, ShareKind.MASK_KEY)
+        # fixed-size records: one bounds check for the block, then a C-level unpack
+        for owner, kind_code, raw in _SHARE_RECORD.iter_unpack(r.view(count * _SHARE_RECORD.size)):
+            if owner >= n:
+                raise MessageFormatError(f"client id {owner} outside 0..{n - 1}")
+            if kind_code > 1:
                 raise MessageFormatError(f"unknown share kind {kind_code}")
-            shares.append((owner, ShareKind(kind_code), r.raw(SHARE_BYTES)))
+            shares.append((owner, kinds[kind_code], raw))
         _unique([o for o, _, _ in shares], "unmask share owners")
         msg = UnmaskShares(h, tuple(shares))
     else:  # ABORT

@@ -187,3 +187,74 @@ def expand_mask(
         count=d,
     )
     return out  # a view of the expander's private buffer, which nothing else reuses
+
+
+class MaskTerm:
+    """One mask to add (+1) or subtract (-1): its seed and its context."""
+
+    __slots__ = ("label", "parties", "seed", "sign")
+
+    def __init__(self, seed: bytes, parties: tuple[int, int], label: str, sign: int) -> None:
+        if sign not in (1, -1):
+            raise ConfigError(f"mask sign must be +1 or -1, got {sign!r}")
+        self.seed = seed
+        self.parties = parties
+        self.label = label
+        self.sign = sign
+
+
+#: Elements per chunk when applying many masks: 64 Ki elements (256 KiB at uint32) keeps
+#: the target slice and the keystream chunk in L2 cache while every mask is added.
+APPLY_CHUNK = 1 << 16
+
+
+def apply_masks(
+    y: RingArray,
+    ring: Ring,
+    terms: list[MaskTerm],
+    *,
+    session_id: bytes,
+    round_index: int,
+    chunk: int = APPLY_CHUNK,
+) -> RingArray:
+    """``y += sum(sign * mask)`` over ``terms``, in place, reduced mod 2^b at the end.
+
+    The work is done slice by slice: for each slice of ``y``, every mask's keystream for
+    that slice is generated into a cache-resident buffer and added while ``y``'s slice
+    stays in cache. Each mask keeps one AES-CTR stream across the slices, so the result
+    equals expanding every mask in full; the cost approaches that of the keystream alone.
+    """
+    if y.dtype != ring.dtype or y.ndim != 1:
+        raise ConfigError(f"target must be a 1-D {ring.dtype} vector")
+    if chunk < 1:
+        raise ConfigError("chunk must be positive")
+    d = y.shape[0]
+    itemsize = ring.itemsize
+    streams = []
+    for term in terms:
+        key = derive_mask_key(
+            term.seed,
+            ring,
+            session_id=session_id,
+            round_index=round_index,
+            parties=term.parties,
+            label=term.label,
+        )
+        enc = Cipher(algorithms.AES(key), modes.CTR(bytes(_BLOCK))).encryptor()
+        streams.append((enc, term.sign))
+    step = max(1, min(chunk, d))
+    buf = np.empty(step * itemsize + _BLOCK, dtype=np.uint8)
+    zeros = _zeros(step * itemsize)
+    words: npt.NDArray[Any] = buf[: step * itemsize].view(ring.dtype.newbyteorder("<"))
+    for lo in range(0, d, step):
+        n = min(step, d - lo)
+        nbytes = n * itemsize
+        part = y[lo : lo + n]
+        w = words[:n]
+        for enc, sign in streams:
+            enc.update_into(zeros[:nbytes], buf.data)
+            if sign > 0:
+                np.add(part, w, out=part)
+            else:
+                np.subtract(part, w, out=part)
+    return ring.reduce(y, out=y)

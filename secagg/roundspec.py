@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from secagg import crypto, graph
 from secagg.config import SecAggConfig
 from secagg.context import RoundContext
 from secagg.errors import ProtocolViolationError
 from secagg.messages import SHARE_BOX_PLAINTEXT, KeyEntry
-from secagg.prg import MaskExpander
+from secagg.prg import MaskExpander, MaskTerm
 from secagg.ring import RingArray
 from secagg.shamir import SHARE_BYTES
 
@@ -42,6 +42,7 @@ class Topology:
     """Neighbours and share holders of every client of U1."""
 
     adjacency: dict[int, frozenset[int]]
+    _index: dict[int, dict[int, int]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def build(
@@ -58,10 +59,12 @@ class Topology:
 
     def share_index(self, owner: int, holder: int) -> int:
         """The Shamir x-coordinate of ``holder``'s share of ``owner``'s secrets."""
-        hs = self.holders(owner)
+        index = self._index.get(owner)
+        if index is None:
+            index = self._index[owner] = {h: i + 1 for i, h in enumerate(self.holders(owner))}
         try:
-            return hs.index(holder) + 1
-        except ValueError as exc:
+            return index[holder]
+        except KeyError as exc:
             raise ProtocolViolationError(f"client {holder} holds no share of {owner}") from exc
 
 
@@ -110,6 +113,16 @@ def pairwise_mask(exp: MaskExpander, ctx: RoundContext, seed: bytes, u: int, v: 
         parties=(min(u, v), max(u, v)),
         label=PAIR_MASK_LABEL,
     )
+
+
+def pairwise_mask_term(seed: bytes, me: int, peer: int, sign: int) -> MaskTerm:
+    """The (me, peer) pairwise mask as a term for :func:`secagg.prg.apply_masks`."""
+    return MaskTerm(seed, (min(me, peer), max(me, peer)), PAIR_MASK_LABEL, sign)
+
+
+def self_mask_term(seed: bytes, u: int, sign: int = 1) -> MaskTerm:
+    """Client ``u``'s self mask as a term for :func:`secagg.prg.apply_masks`."""
+    return MaskTerm(seed, (u, u), SELF_MASK_LABEL, sign)
 
 
 def self_mask(exp: MaskExpander, ctx: RoundContext, seed: bytes, u: int) -> RingArray:

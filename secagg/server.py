@@ -65,10 +65,16 @@ from secagg.messages import (
     decode,
     encode,
 )
-from secagg.prg import MaskExpander
+from secagg.prg import MaskTerm, apply_masks
 from secagg.result import Transcript
 from secagg.ring import RingArray
-from secagg.roundspec import Topology, mask_sign, pairwise_mask, pairwise_seed, self_mask
+from secagg.roundspec import (
+    Topology,
+    mask_sign,
+    pairwise_mask_term,
+    pairwise_seed,
+    self_mask_term,
+)
 
 
 class ServerStep(enum.Enum):
@@ -158,6 +164,7 @@ class SecAggServer:
         self._boxes: dict[int, list[tuple[int, bytes]]] = {}
         self._running_sum: RingArray = self.ring.zeros(dimension)
         self._shares: dict[tuple[int, ShareKind], list[shamir.Share]] = {}
+        self._parsed_shares: dict[int, list[tuple[int, ShareKind, shamir.Share]]] = {}
         self._outcome: ServerOutcome | None = None
 
     # -- driver API ---------------------------------------------------------------------
@@ -287,7 +294,9 @@ class SecAggServer:
             )
 
     def _check_unmask(self, msg: UnmaskShares) -> None:
+        """Validate every share; keep the parsed ones until the step closes."""
         assert self._topology is not None
+        parsed: list[tuple[int, ShareKind, shamir.Share]] = []
         sender = msg.header.sender
         held = self._topology.adjacency[sender] | {sender}
         for owner, kind, raw in msg.shares:
@@ -303,6 +312,8 @@ class SecAggServer:
                 raise ProtocolViolationError(f"share of {owner} from {sender} has a wrong index")
             if share.threshold != self.config.threshold:
                 raise ProtocolViolationError(f"share of {owner} has threshold {share.threshold}")
+            parsed.append((owner, kind, share))
+        self._parsed_shares[sender] = parsed
 
     # -- closing steps ------------------------------------------------------------------
 
@@ -355,10 +366,8 @@ class SecAggServer:
         assert step is ServerStep.UNMASKING
         self._need(accepted.keys(), "unmasking responses")
         for sender in sorted(accepted):
-            m = accepted[sender]
-            assert isinstance(m, UnmaskShares)
-            for owner, kind, raw in m.shares:
-                self._shares.setdefault((owner, kind), []).append(shamir.Share.from_bytes(raw))
+            for owner, kind, share in self._parsed_shares.pop(sender):
+                self._shares.setdefault((owner, kind), []).append(share)
         self._finish()
         self.step = ServerStep.DONE
         return {}
@@ -374,13 +383,13 @@ class SecAggServer:
     def _finish(self) -> None:
         """Rebuild the survivors' self masks and the dropped clients' pairwise masks."""
         assert self._topology is not None
-        exp = MaskExpander(self.ring, self.dimension)
         total = self._running_sum
         seeds: dict[int, bytes] = {}
         keys: dict[int, bytes] = {}
+        terms: list[MaskTerm] = []
         for u in sorted(self._u3):
             seeds[u] = self._rebuild(u, ShareKind.SELF_MASK)
-            np.subtract(total, self_mask(exp, self.ctx, seeds[u], u), out=total)
+            terms.append(self_mask_term(seeds[u], u, sign=-1))
         for w in sorted(self._u2 - self._u3):
             keys[w] = self._rebuild(w, ShareKind.MASK_KEY)
             try:
@@ -391,12 +400,15 @@ class SecAggServer:
                 raise ReconstructionError(f"rebuilt mask key of client {w} does not match its key")
             for v in sorted(self._topology.adjacency[w] & self._u3):
                 seed = pairwise_seed(self.ctx, w, key_w, v, self._directory[v].mask_public)
-                m = pairwise_mask(exp, self.ctx, seed, v, w)
-                # v added sign(v, w) * mask; take it out again
-                if mask_sign(v, w) > 0:
-                    np.subtract(total, m, out=total)
-                else:
-                    np.add(total, m, out=total)
+                # v added sign(v, w) * mask: take it out again
+                terms.append(pairwise_mask_term(seed, v, w, -mask_sign(v, w)))
+        apply_masks(
+            total,
+            self.ring,
+            terms,
+            session_id=self.ctx.session_id,
+            round_index=self.ctx.round_index,
+        )
         self.ring.reduce(total, out=total)
         survivors = tuple(sorted(self._u3))
         dropped = tuple(c for c in range(self.config.num_clients) if c not in self._u3)

@@ -85,7 +85,18 @@ class Share:
         if version != _VERSION:
             raise ShareFormatError(f"unsupported share format version {version}")
         value = int.from_bytes(data[_HEADER.size :], "big")
-        return cls(index=index, threshold=threshold, num_shares=num_shares, value=value)
+        # the fields are ints by construction: check ranges only (this is a hot path of
+        # the server, which parses one share per survivor and neighbour)
+        if not (1 <= threshold <= num_shares and 1 <= index <= num_shares and value < PRIME):
+            raise ShareOutOfRangeError(
+                f"share (index {index}, t {threshold}, n {num_shares}) or its value is out of range"
+            )
+        share = object.__new__(cls)
+        object.__setattr__(share, "index", index)
+        object.__setattr__(share, "threshold", threshold)
+        object.__setattr__(share, "num_shares", num_shares)
+        object.__setattr__(share, "value", value)
+        return share
 
 
 # --- field-generic core (also used by tests with a small field) --------------------
@@ -185,6 +196,34 @@ def _batch_inverse(values: Sequence[int], prime: int) -> list[int]:
     return out
 
 
+def on_one_polynomial(points: Sequence[tuple[int, int]], t: int, prime: int) -> bool:
+    """Whether ``points`` (distinct x's) lie on one polynomial of degree < ``t``.
+
+    Uses the dual of the Reed-Solomon code: with v_i = 1 / prod_{j != i} (x_i - x_j), the
+    points are consistent iff sum_i v_i y_i x_i^e = 0 for e = 0 .. m - t - 1. A random
+    combination of those m - t checks (weights rho^e, rho secret and uniform) costs O(m)
+    instead of O(m (m - t)) and misses an inconsistency with probability below m / p.
+    """
+    m = len(points)
+    if m <= t:
+        return True
+    xs = tuple(x for x, _ in points)
+    v = _barycentric_weights(xs, prime)
+    e = m - t  # number of independent parity checks
+    while True:
+        rho = secrets.randbelow(prime - 2) + 2
+        rx = [rho * x % prime for x in xs]
+        if all(r != 1 for r in rx):
+            break
+    # G(x_i) = sum_{j < e} (rho x_i)^j = ((rho x_i)^e - 1) / (rho x_i - 1)
+    invs = _batch_inverse([(r - 1) % prime for r in rx], prime)
+    acc = 0
+    for (_, y), vi, r, inv in zip(points, v, rx, invs, strict=True):
+        g = (pow(r, e, prime) - 1) * inv % prime
+        acc = (acc + vi * y % prime * g) % prime
+    return acc == 0
+
+
 def combine_int(points: Sequence[tuple[int, int]], prime: int) -> int:
     """The constant term of the polynomial through ``points`` (distinct x's)."""
     xs = [x for x, _ in points]
@@ -238,12 +277,15 @@ def combine(shares: Iterable[Share], *, check: bool = True) -> bytes:
     if len(got) < t:
         raise InsufficientSharesError(f"{len(got)} distinct shares given, threshold is {t}")
     base = [(s.index, s.value) for s in got[:t]]
-    if check:
-        for s in got[t:]:
-            if interpolate_at(base, s.index, PRIME) != s.value:
-                raise InconsistentSharesError(
-                    f"share {s.index} does not lie on the polynomial of the others"
-                )
+    if (
+        check
+        and len(got) > t
+        and not on_one_polynomial([(s.index, s.value) for s in got], t, PRIME)
+    ):
+        raise InconsistentSharesError(
+            f"the {len(got)} shares do not lie on one polynomial of degree < {t}: "
+            "at least one share is corrupted or forged"
+        )
     secret = combine_int(base, PRIME)
     if secret >= 2 ** (8 * SECRET_BYTES):
         raise InconsistentSharesError("recovered value is not a 32-byte secret")

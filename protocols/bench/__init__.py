@@ -17,6 +17,8 @@ from typing import Any
 # name -> module path; later issues add secagg, paillier, dp, fedavg, flower.
 BENCHMARKS: dict[str, str] = {
     "primitives": "protocols.bench.primitives",
+    "secagg": "protocols.bench.secagg",
+    "dp": "protocols.bench.dp",
 }
 
 
@@ -49,9 +51,30 @@ def _main(args: argparse.Namespace) -> int:
         json.dump(result, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
     else:
-        width = max(len(k) for k in result)
-        for key in sorted(result):
-            value = result[key]
-            shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-            print(f"{key:<{width}}  {shown}")
+        print(format_table(result))
     return 0
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Figures as aligned text; lists of rows (e.g. per-configuration results) as tables."""
+    lines = []
+    scalars = {k: v for k, v in result.items() if not isinstance(v, list)}
+    width = max((len(k) for k in scalars), default=0)
+    for key in sorted(scalars):
+        lines.append(f"{key:<{width}}  {_fmt(scalars[key])}")
+    for key, rows in result.items():
+        if not isinstance(rows, list) or not rows or not isinstance(rows[0], dict):
+            continue
+        cols = list(rows[0])
+        cells = [[_fmt(r.get(c, "")) for c in cols] for r in rows]
+        widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+        lines.append("")
+        lines.append(f"{key}:")
+        lines.append("  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True)))
+        for row in cells:
+            lines.append("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
+    return "\n".join(lines)

@@ -138,10 +138,12 @@ class ReusedSeed(SecAggClient):
 class Seed32(SecAggClient):
     """Broken: pairwise masks from a 32-bit fold of the seed and a non-cryptographic PRG."""
 
-    def _pairwise_mask(self, exp: MaskExpander, v: int) -> RingArray:
-        assert self._mask_key is not None
-        seed = pairwise_seed(self.ctx, self.id, self._mask_key, v, self._directory[v].mask_public)
-        return weak_mask(fold32(seed), self.dimension)
+    def _mask(self, x: RingArray, peers: list[int]) -> RingArray:
+        y = super()._mask(x, [])  # input + self mask, as usual
+        for v in peers:
+            m = weak_mask(fold32(self._pairwise_seed(v)), self.dimension)
+            (np.add if mask_sign(self.id, v) > 0 else np.subtract)(y, m, out=y)
+        return y
 
 
 class Colluding(SecAggClient):

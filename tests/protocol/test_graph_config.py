@@ -101,10 +101,12 @@ def test_impossible_requests_are_refused() -> None:
         choose_parameters(5, graph="secagg+", corrupt_fraction=0.2, dropout_fraction=0.2)
 
 
-@pytest.mark.parametrize("n", [3, 5, 10, 37, 100, 500])
-def test_default_config_tolerates_20pct_dropouts_and_10pct_corrupt(n: int) -> None:
-    cfg = SecAggConfig.default(n)
-    assert cfg.active and cfg.clip_min <= -1 and cfg.clip_max >= 1
+@pytest.mark.parametrize("n", [3, 5, 10, 37, 100, 500, 1000])
+@pytest.mark.parametrize("setting", ["active", "honest_but_curious"])
+def test_default_config_tolerates_20pct_dropouts_and_10pct_corrupt(n: int, setting: str) -> None:
+    cfg = SecAggConfig.default(n, setting=setting)  # type: ignore[arg-type]
+    assert cfg.setting == setting and cfg.clip_min <= -1 and cfg.clip_max >= 1
+    assert SecAggConfig.default(n).active
     assert cfg.tolerated_corrupt == math.floor(0.1 * n)
     assert cfg.dropout_fraction == 0.2
     assert cfg.privacy_failure <= 2.0**-40 and cfg.correctness_failure <= 2.0**-20
