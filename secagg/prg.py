@@ -20,6 +20,8 @@ reduced mod 2^b; as 2^b divides 2^32 (or 2^64) the result is exactly uniform.
 
 from __future__ import annotations
 
+import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -216,6 +218,7 @@ def apply_masks(
     session_id: bytes,
     round_index: int,
     chunk: int = APPLY_CHUNK,
+    threads: int = 1,
 ) -> RingArray:
     """``y += sum(sign * mask)`` over ``terms``, in place, reduced mod 2^b at the end.
 
@@ -223,33 +226,71 @@ def apply_masks(
     that slice is generated into a cache-resident buffer and added while ``y``'s slice
     stays in cache. Each mask keeps one AES-CTR stream across the slices, so the result
     equals expanding every mask in full; the cost approaches that of the keystream alone.
+
+    ``threads > 1`` splits ``y`` into that many ranges, each with its own AES-CTR streams
+    started at the range's counter position (OpenSSL and numpy release the GIL, so the
+    ranges run on separate cores). The server uses it; clients stay on one core.
     """
     if y.dtype != ring.dtype or y.ndim != 1:
         raise ConfigError(f"target must be a 1-D {ring.dtype} vector")
     if chunk < 1:
         raise ConfigError("chunk must be positive")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads must be a positive int, got {threads!r}")
     d = y.shape[0]
-    itemsize = ring.itemsize
-    streams = []
-    for term in terms:
-        key = derive_mask_key(
-            term.seed,
-            ring,
-            session_id=session_id,
-            round_index=round_index,
-            parties=term.parties,
-            label=term.label,
+    keys = [
+        (
+            derive_mask_key(
+                term.seed,
+                ring,
+                session_id=session_id,
+                round_index=round_index,
+                parties=term.parties,
+                label=term.label,
+            ),
+            term.sign,
         )
-        enc = Cipher(algorithms.AES(key), modes.CTR(bytes(_BLOCK))).encryptor()
-        streams.append((enc, term.sign))
+        for term in terms
+    ]
     step = max(1, min(chunk, d))
+    # ranges of whole chunks (chunk * itemsize is a multiple of the AES block)
+    nchunks = -(-d // step)
+    workers = max(1, min(threads, nchunks))
+    per = -(-nchunks // workers)
+    bounds = [(i * per * step, min(d, (i + 1) * per * step)) for i in range(workers)]
+    bounds = [(lo, hi) for lo, hi in bounds if lo < hi]
+    if step % (_BLOCK // math.gcd(_BLOCK, ring.itemsize)) and len(bounds) > 1:
+        bounds = [(0, d)]  # a range must start on a block boundary
+    if len(bounds) == 1:
+        _apply_range(y, ring, keys, 0, d, step)
+    else:
+        with ThreadPoolExecutor(max_workers=len(bounds)) as pool:
+            futures = [pool.submit(_apply_range, y, ring, keys, lo, hi, step) for lo, hi in bounds]
+            for f in futures:
+                f.result()
+    return ring.reduce(y, out=y)
+
+
+def _apply_range(
+    y: RingArray, ring: Ring, keys: list[tuple[bytes, int]], lo: int, hi: int, step: int
+) -> None:
+    """Add the masks' elements lo..hi into y[lo:hi] (one thread's share of the work)."""
+    itemsize = ring.itemsize
+    first_block = lo * itemsize // _BLOCK
+    streams = [
+        (
+            Cipher(algorithms.AES(key), modes.CTR(first_block.to_bytes(_BLOCK, "big"))).encryptor(),
+            sign,
+        )
+        for key, sign in keys
+    ]
     buf = np.empty(step * itemsize + _BLOCK, dtype=np.uint8)
     zeros = _zeros(step * itemsize)
     words: npt.NDArray[Any] = buf[: step * itemsize].view(ring.dtype.newbyteorder("<"))
-    for lo in range(0, d, step):
-        n = min(step, d - lo)
+    for start in range(lo, hi, step):
+        n = min(step, hi - start)
         nbytes = n * itemsize
-        part = y[lo : lo + n]
+        part = y[start : start + n]
         w = words[:n]
         for enc, sign in streams:
             enc.update_into(zeros[:nbytes], buf.data)
@@ -257,4 +298,3 @@ def apply_masks(
                 np.add(part, w, out=part)
             else:
                 np.subtract(part, w, out=part)
-    return ring.reduce(y, out=y)

@@ -18,6 +18,7 @@ attack suites, keeps the raw bytes).
 from __future__ import annotations
 
 import enum
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -123,6 +124,7 @@ class SecAggServer:
             against it are dropped.
         record_transcript: keep every received message (the server's view) in
             ``transcript``; off, the server's memory stays O(d).
+        threads: cores for regenerating masks at unmasking (default: all of them).
     """
 
     def __init__(
@@ -135,12 +137,14 @@ class SecAggServer:
         registry: Mapping[int, bytes] | None = None,
         extra_context: bytes = b"",
         record_transcript: bool = True,
+        threads: int | None = None,
     ) -> None:
         if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
             raise ConfigError(f"dimension must be a positive int, got {dimension!r}")
         if config.active and registry is None:
             raise ConfigError("the active setting needs the registry of client identity keys")
         self.config = config
+        self.threads = threads if threads is not None else max(1, os.cpu_count() or 1)
         self.ctx = RoundContext(session_id, round_index)
         self.dimension = dimension
         self.registry = dict(registry or {})
@@ -408,6 +412,7 @@ class SecAggServer:
             terms,
             session_id=self.ctx.session_id,
             round_index=self.ctx.round_index,
+            threads=self.threads,
         )
         self.ring.reduce(total, out=total)
         survivors = tuple(sorted(self._u3))
