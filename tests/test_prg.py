@@ -156,3 +156,40 @@ def test_bad_context_and_sizes() -> None:
         MaskExpander(Ring(32), 10).expand(
             seed, session_id=SESSION, round_index=0, parties=(0, 0), label="x", count=11
         )
+
+
+@given(
+    st.integers(1, 5000),
+    st.sampled_from([8, 20, 32, 48]),
+    st.integers(1, 3),
+    st.sampled_from([1, 7, 64, 1024]),
+)
+def test_apply_masks_equals_one_shot_expansion(d: int, bits: int, threads: int, chunk: int) -> None:
+    from secagg.prg import MaskTerm, apply_masks
+
+    ring = Ring(bits)
+    rng = np.random.default_rng(d)
+    terms = [MaskTerm(bytes([i]) * 32, (i, i + 1), "pair", 1 if i % 2 else -1) for i in range(4)]
+    y = ring.reduce(rng.integers(0, 2**40, d).astype(ring.dtype))
+    want = y.copy()
+    for t in terms:
+        m = _mask(t.seed, d, ring, parties=t.parties, label=t.label)
+        want = ring.add(want, m) if t.sign > 0 else ring.sub(want, m)
+    got = apply_masks(
+        y.copy(), ring, terms, session_id=SESSION, round_index=3, chunk=chunk, threads=threads
+    )
+    assert np.array_equal(got, want)
+
+
+def test_apply_masks_rejects_bad_arguments() -> None:
+    from secagg.prg import MaskTerm, apply_masks
+
+    ring = Ring(32)
+    with pytest.raises(ConfigError):
+        MaskTerm(bytes(32), (0, 0), "self", 2)
+    with pytest.raises(ConfigError):
+        apply_masks(np.zeros(4, dtype=np.uint64), ring, [], session_id=SESSION, round_index=0)
+    with pytest.raises(ConfigError):
+        apply_masks(ring.zeros(4), ring, [], session_id=SESSION, round_index=0, threads=0)
+    with pytest.raises(ConfigError):
+        apply_masks(ring.zeros(4), ring, [], session_id=SESSION, round_index=0, chunk=0)
