@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "primitives": "protocols.bench.primitives",
     "secagg": "protocols.bench.secagg",
     "dp": "protocols.bench.dp",
+    "paillier": "protocols.bench.paillier",
 }
 
 
