@@ -41,3 +41,38 @@ def test_guarantees_name_existing_tests(model: Path) -> None:
                 assert func in _test_functions(path), (
                     f"{model.name}: {g['id']} names missing {node}"
                 )
+
+
+ATTACK_MODULES = sorted((ROOT / "tests" / "attacks").glob("test_*.py"))
+
+
+def _declared_guarantees(path: Path) -> tuple[str, ...] | None:
+    """The module-level ``GUARANTEES = ("ID", ...)`` of an attack test module, if any."""
+    for node in ast.parse(path.read_text()).body:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "GUARANTEES" for t in node.targets)
+            and isinstance(node.value, ast.Tuple | ast.List)
+        ):
+            return tuple(
+                e.value
+                for e in node.value.elts
+                if isinstance(e, ast.Constant) and isinstance(e.value, str)
+            )
+    return None
+
+
+def _guarantee_ids() -> set[str]:
+    return {g["id"] for m in MODELS for g in tomllib.loads(m.read_text()).get("guarantees", [])}
+
+
+def test_there_are_attack_suites() -> None:
+    assert ATTACK_MODULES
+
+
+@pytest.mark.parametrize("module", ATTACK_MODULES, ids=lambda p: p.stem)
+def test_attack_modules_name_existing_guarantees(module: Path) -> None:
+    declared = _declared_guarantees(module)
+    assert declared, f"{module.name}: declares no GUARANTEES = (...) tuple of guarantee ids"
+    unknown = set(declared) - _guarantee_ids()
+    assert not unknown, f"{module.name}: guarantees {sorted(unknown)} are in no threat model"
