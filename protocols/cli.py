@@ -21,6 +21,8 @@ SUBCOMMANDS: dict[str, str] = {
     "selfcheck": "protocols.cli_selfcheck:register",
     "bench": "protocols.bench:register",
     "budget": "protocols.cli_budget:register",
+    "run": "protocols.cli_run:register",
+    "demo": "protocols.cli_demo:register",
 }
 
 

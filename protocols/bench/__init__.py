@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "secagg": "protocols.bench.secagg",
     "dp": "protocols.bench.dp",
     "paillier": "protocols.bench.paillier",
+    "fedavg": "protocols.bench.fedavg",
 }
 
 
