@@ -182,7 +182,6 @@ class MaskingBackend:
     ) -> Any:
         """Run the masked round; on abort raise :class:`AggregationAbortedError`."""
         from secagg.errors import ReconstructionError, RoundAbortedError
-        from secagg.server import ServerStep
         from secagg.simulate import InProcessRound
 
         if len(vectors) - sum(1 for w in dropouts.values() if w == "start") < 3:
@@ -201,22 +200,12 @@ class MaskingBackend:
             session_id=info.session_id,
         )
         self.last_round = rnd
-        server = rnd.server
-        unmasking_from: list[int] = []
-        receive = server.receive
-
-        def observe(sender: int, data: bytes) -> None:
-            # the driver's view of the server step: any message arriving while the server
-            # collects unmasking responses carries shares
-            if server.step is ServerStep.UNMASKING:
-                unmasking_from.append(sender)
-            receive(sender, data)
-
-        setattr(server, "receive", observe)  # noqa: B010 - observe one driver instance
         try:
             return rnd.run()
         except RoundAbortedError as exc:
-            released = isinstance(exc, ReconstructionError) or bool(unmasking_from)
+            # any message that reached the server while it collected unmasking shares
+            # may have carried shares: the round then stays counted
+            released = isinstance(exc, ReconstructionError) or bool(rnd.server.unmasking_senders)
             raise AggregationAbortedError(
                 f"masked round aborted: {type(exc).__name__}: {exc}", released_shares=released
             ) from exc

@@ -169,6 +169,7 @@ class SecAggServer:
         self._running_sum: RingArray = self.ring.zeros(dimension)
         self._shares: dict[tuple[int, ShareKind], list[shamir.Share]] = {}
         self._parsed_shares: dict[int, list[tuple[int, ShareKind, shamir.Share]]] = {}
+        self._unmasking_senders: set[int] = set()
         self._outcome: ServerOutcome | None = None
 
     # -- driver API ---------------------------------------------------------------------
@@ -199,6 +200,8 @@ class SecAggServer:
         a client's fault.
         """
         t0 = time.perf_counter()
+        if self.step is ServerStep.UNMASKING:
+            self._unmasking_senders.add(sender)
         if self.transcript is not None:
             kind = _peek_kind(data)
             self.transcript.add(self.step.value, sender, kind, data)
@@ -230,6 +233,15 @@ class SecAggServer:
         if self._outcome is None:
             raise ProtocolUsageError("the round has not finished yet")
         return self._outcome
+
+    @property
+    def unmasking_senders(self) -> frozenset[int]:
+        """Clients that sent anything while the server collected unmasking shares.
+
+        Non-empty means shares may have been released: a round that aborts after that
+        point must stay counted in the privacy ledger (conservative accounting).
+        """
+        return frozenset(self._unmasking_senders)
 
     @property
     def survivors(self) -> frozenset[int]:
