@@ -20,7 +20,7 @@ def main() -> None:
             ns = [r["n"] for r in sel]
             label = f"d={d:.0e}, {p:.0%} dropout"
             axes[0].plot(ns, [r["server_unmask_s"] for r in sel], "o-", label=label)
-            axes[1].plot(ns, [r["server_peak_mib"] for r in sel], "o-", label=label)
+            axes[1].plot(ns, [r["server_rss_growth_mib"] for r in sel], "o-", label=label)
             axes[2].plot(ns, [r["client_mask_vs_keystream"] for r in sel], "o-", label=label)
             fl = [r for r in sel if "flower_server_unmask_s" in r]
             if fl:
@@ -33,7 +33,7 @@ def main() -> None:
     axes[0].set_title("server unmasking time")
     axes[0].set_ylabel("seconds")
     axes[0].set_yscale("log")
-    axes[1].set_title("server peak allocations (tracemalloc)")
+    axes[1].set_title("server resident-memory growth")
     axes[1].set_ylabel("MiB")
     axes[2].set_title("client masking / raw AES-CTR keystream")
     axes[2].axhline(1.5, color="grey", ls=":", label="goal 1.5x")
