@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "budget": "protocols.cli_budget:register",
     "run": "protocols.cli_run:register",
     "demo": "protocols.cli_demo:register",
+    "audit": "protocols.cli_audit:register",
 }
 
 
