@@ -59,9 +59,14 @@ def run_demo(
     rounds: int | None = None,
     config: ExperimentConfig | None = None,
     progress: bool = True,
-    table: TextIO | None = sys.stdout,
+    table: TextIO | None = None,
+    quiet: bool = False,
 ) -> dict[str, Any]:
-    """Run secure+DP and the baseline, write the report folder; return the results."""
+    """Run secure+DP and the baseline, write the report folder; return the results.
+
+    The per-round table goes to ``table`` (default: ``sys.stdout`` as it is at call time,
+    so redirection and capture work), or nowhere when ``quiet``.
+    """
     from protocols.fedavg import records_json, run_experiment
     from protocols.report import plot_accuracy, plot_epsilon, write_json
 
@@ -71,7 +76,9 @@ def run_demo(
         raise FileExistsError(f"{out} already holds a demo report; pick another --out")
     cfg = config or demo_config(quick=quick, rounds=rounds)
     _write_toml(out / "config.toml", cfg.to_dict())
-    say = table if table is not None else None
+    if not quiet and table is None:
+        table = sys.stdout
+    say = None if quiet else table
     if say:
         print("secure aggregation (SecAgg+ masking, active) + DP-SGD on every client", file=say)
     t0 = time.perf_counter()
