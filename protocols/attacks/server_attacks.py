@@ -132,14 +132,34 @@ def sybil_attack(
 
 
 class WireServer:
-    """A malicious server writing raw messages to honest active-setting clients."""
+    """A malicious server writing raw wire messages to honest clients.
 
-    def __init__(self, n: int = 7, dimension: int = 8, seed: int = 0) -> None:
+    Shared by the attack suites and ``secagg audit``: it runs the honest steps on demand
+    (:meth:`advertise`, :meth:`directory`, :meth:`to_masked_inputs`) and lets the caller
+    write any message it likes (:meth:`send`, any :meth:`header`).
+    """
+
+    def __init__(
+        self,
+        n: int = 7,
+        dimension: int = 8,
+        seed: int = 0,
+        *,
+        setting: str = "active",
+        round_index: int = 0,
+        extra: dict[int, bytes] | None = None,
+    ) -> None:
         self.n = n
-        self.cfg = SecAggConfig.default(n, setting="active", graph="complete", rounding="nearest")
+        self.round_index = round_index
+        self.cfg = SecAggConfig.default(
+            n,
+            setting=setting,  # type: ignore[arg-type]
+            graph="complete",
+            rounding="nearest",
+        )
         self.session = os.urandom(16)
-        ids = {c: crypto.SigningKey.generate() for c in range(n)}
-        registry = {c: k.public_bytes for c, k in ids.items()}
+        self.ids = {c: crypto.SigningKey.generate() for c in range(n)}
+        self.registry = {c: k.public_bytes for c, k in self.ids.items()}
         rng = np.random.default_rng(seed)
         self.inputs = rng.uniform(-1, 1, (n, dimension))
         self.clients = {
@@ -147,42 +167,59 @@ class WireServer:
                 self.cfg,
                 c,
                 session_id=self.session,
-                round_index=0,
+                round_index=round_index,
                 dimension=dimension,
-                identity=ids[c],
-                registry=registry,
+                identity=self.ids[c],
+                registry=self.registry,
+                extra_context=(extra or {}).get(c, b""),
             )
             for c in range(n)
         }
         for c, cl in self.clients.items():
             cl.set_input(self.inputs[c])
-        self.expect = Expect(self.session, 0, n, self.cfg.encoding.ring, dimension)
-        self.errors: dict[int, str] = {}
+        self.expect = Expect(self.session, round_index, n, self.cfg.encoding.ring, dimension)
+        self.errors: dict[int, SecAggError] = {}
 
-    def header(self) -> Header:
-        """This round's server header."""
-        return Header(self.session, 0, SERVER_ID)
+    def header(self, round_index: int | None = None, session: bytes | None = None) -> Header:
+        """A server header: this round's, or a forged one for another round or session."""
+        return Header(
+            session or self.session,
+            self.round_index if round_index is None else round_index,
+            SERVER_ID,
+        )
 
     def send(self, c: int, msg: object) -> object:
-        """Deliver ``msg`` to client ``c``; its decoded reply, or ``None`` if it aborted."""
+        """Deliver ``msg`` (a message or raw bytes) to client ``c``; its decoded reply, or
+        ``None`` if it aborted (the error is kept in ``errors``)."""
+        data = msg if isinstance(msg, bytes) else encode(msg)  # type: ignore[arg-type]
         try:
-            reply = self.clients[c].handle(encode(msg))  # type: ignore[arg-type]
+            reply = self.clients[c].handle(data)
         except SecAggError as exc:
-            self.errors[c] = type(exc).__name__
+            self.errors[c] = exc
             return None
         return decode(reply, self.expect, tuple(MsgType)) if reply else None
 
-    def to_masked_inputs(self) -> None:
-        """Run the round honestly until every client has sent its masked input."""
+    def advertise(self) -> dict[int, AdvertiseKeys]:
+        """Every client's key advertisement."""
         ads = {}
         for c, cl in self.clients.items():
             ad = decode(cl.advertise(), self.expect, tuple(MsgType))
             assert isinstance(ad, AdvertiseKeys)
             ads[c] = ad
+        return ads
+
+    def directory(self, ads: dict[int, AdvertiseKeys]) -> KeyDirectory:
+        """The key directory an honest server would relay for ``ads``."""
         entries = tuple(
-            KeyEntry(c, a.channel_public, a.mask_public, a.signature) for c, a in ads.items()
+            KeyEntry(c, a.channel_public, a.mask_public, a.signature)
+            for c, a in sorted(ads.items())
         )
-        shares = {c: self.send(c, KeyDirectory(self.header(), entries)) for c in self.clients}
+        return KeyDirectory(self.header(), entries)
+
+    def to_masked_inputs(self) -> None:
+        """Run the round honestly until every client has sent its masked input."""
+        d = self.directory(self.advertise())
+        shares = {c: self.send(c, d) for c in self.clients}
         boxes: dict[int, list[tuple[int, bytes]]] = {c: [] for c in self.clients}
         for s, m in shares.items():
             assert isinstance(m, ShareKeys)
@@ -240,9 +277,9 @@ def dropout_lie(victim: int = 0, *, split: bool, ask_twice: bool) -> AttackOutco
         "self_mask_shares": self_mask,
         "mask_key_shares": mask_key,
         "threshold": t,
-        "client_errors": dict(sorted(srv.errors.items())),
+        "client_errors": {c: type(e).__name__ for c, e in sorted(srv.errors.items())},
     }
     if self_mask >= t and mask_key >= t:
         return AttackOutcome(srv.inputs[victim], None, details)
-    refused = sorted(set(srv.errors.values())) or ["one kind per peer"]
+    refused = sorted({type(e).__name__ for e in srv.errors.values()}) or ["one kind per peer"]
     return AttackOutcome(None, ", ".join(refused), details)

@@ -9,111 +9,38 @@ import os
 import numpy as np
 import pytest
 
+from protocols.attacks.server_attacks import WireServer
 from secagg import SecAggConfig, crypto
-from secagg.client import SecAggClient
 from secagg.errors import (
     ConsistencyCheckError,
     ProtocolError,
     ProtocolViolationError,
-    SecAggError,
     SignatureError,
     UnexpectedMessageError,
     WrongRoundError,
     WrongSessionError,
 )
 from secagg.messages import (
-    SERVER_ID,
     AdvertiseKeys,
     ConsistencySignature,
-    Expect,
-    Header,
     KeyDirectory,
     KeyEntry,
-    MsgType,
     ShareDelivery,
-    ShareKeys,
     ShareKind,
     SignatureList,
     SurvivorList,
     UnmaskShares,
-    decode,
-    encode,
 )
 from secagg.simulate import InProcessRound
 
 N, D = 7, 8
 
 
-class RawServer:
-    """Drives honest clients with hand-written messages; records what they send back."""
-
-    def __init__(
-        self, setting: str = "active", round_index: int = 3, extra: dict[int, bytes] | None = None
-    ) -> None:
-        self.cfg = SecAggConfig.default(N, setting=setting, graph="complete", rounding="nearest")  # type: ignore[arg-type]
-        self.session = os.urandom(16)
-        self.round = round_index
-        self.ids = {c: crypto.SigningKey.generate() for c in range(N)}
-        self.registry = {c: k.public_bytes for c, k in self.ids.items()}
-        self.clients = {
-            c: SecAggClient(
-                self.cfg,
-                c,
-                session_id=self.session,
-                round_index=round_index,
-                dimension=D,
-                identity=self.ids[c],
-                registry=self.registry,
-                extra_context=(extra or {}).get(c, b""),
-            )
-            for c in range(N)
-        }
-        for c, cl in self.clients.items():
-            cl.set_input(np.full(D, c / 10))
-        self.expect = Expect(self.session, round_index, N, self.cfg.encoding.ring, D)
-        self.errors: dict[int, SecAggError] = {}
-
-    def h(self, round_index: int | None = None, session: bytes | None = None) -> Header:
-        return Header(
-            session or self.session, self.round if round_index is None else round_index, SERVER_ID
-        )
-
-    def send(self, c: int, msg: object) -> object:
-        try:
-            reply = self.clients[c].handle(encode(msg) if not isinstance(msg, bytes) else msg)  # type: ignore[arg-type]
-        except SecAggError as exc:
-            self.errors[c] = exc
-            return None
-        return decode(reply, self.expect, tuple(MsgType)) if reply else None
-
-    def advertise(self) -> dict[int, AdvertiseKeys]:
-        out = {}
-        for c, cl in self.clients.items():
-            m = decode(cl.advertise(), self.expect, tuple(MsgType))
-            assert isinstance(m, AdvertiseKeys)
-            out[c] = m
-        return out
-
-    def directory(self, ads: dict[int, AdvertiseKeys]) -> KeyDirectory:
-        return KeyDirectory(
-            self.h(),
-            tuple(
-                KeyEntry(c, a.channel_public, a.mask_public, a.signature)
-                for c, a in sorted(ads.items())
-            ),
-        )
-
-    def up_to_masked(self) -> dict[int, object]:
-        """Run honestly up to the masked inputs; return them."""
-        d = self.directory(self.advertise())
-        shares = {c: self.send(c, d) for c in range(N)}
-        boxes: dict[int, list[tuple[int, bytes]]] = {c: [] for c in range(N)}
-        for s, m in shares.items():
-            assert isinstance(m, ShareKeys)
-            for r, b in m.boxes:
-                boxes[r].append((s, b))
-        u2 = tuple(range(N))
-        return {c: self.send(c, ShareDelivery(self.h(), u2, tuple(boxes[c]))) for c in range(N)}
+def RawServer(
+    setting: str = "active", round_index: int = 3, extra: dict[int, bytes] | None = None
+) -> WireServer:
+    """The test-only malicious server: the attack suites' ``WireServer`` on N clients."""
+    return WireServer(N, D, setting=setting, round_index=round_index, extra=extra)
 
 
 def _released(replies: dict[int, object]) -> dict[tuple[int, ShareKind], int]:
@@ -128,7 +55,7 @@ def _released(replies: dict[int, object]) -> dict[tuple[int, ShareKind], int]:
 @pytest.mark.parametrize("split", [3, 4])
 def test_different_survivor_lists_to_different_clients(split: int) -> None:
     srv = RawServer()
-    srv.up_to_masked()
+    srv.to_masked_inputs()
     victim = 0
     full = tuple(range(N))
     without = tuple(c for c in full if c != victim)
@@ -136,28 +63,28 @@ def test_different_survivor_lists_to_different_clients(split: int) -> None:
     group_b = list(range(split, N))  # told the victim dropped
     sigs = {}
     for c in group_a:
-        sigs[c] = srv.send(c, SurvivorList(srv.h(), full))
+        sigs[c] = srv.send(c, SurvivorList(srv.header(), full))
     for c in group_b:
-        sigs[c] = srv.send(c, SurvivorList(srv.h(), without))
+        sigs[c] = srv.send(c, SurvivorList(srv.header(), without))
     # the server forwards every signature it got to everybody: each group sees the
     # other group's signatures over a different list and aborts
     entries = tuple(
         sorted((c, m.signature) for c, m in sigs.items() if isinstance(m, ConsistencySignature))
     )
-    replies = {c: srv.send(c, SignatureList(srv.h(), entries)) for c in group_a + group_b}
+    replies = {c: srv.send(c, SignatureList(srv.header(), entries)) for c in group_a + group_b}
     assert all(isinstance(srv.errors[c], ConsistencyCheckError) for c in group_a + group_b)
     assert _released(replies) == {}
     # forwarding to each group only its own signatures: at most one group reaches t
     # (2t > n), so at most one kind of the victim's shares can ever be released
     srv2 = RawServer()
-    srv2.up_to_masked()
-    sigs = {c: srv2.send(c, SurvivorList(srv2.h(), full)) for c in group_a}
-    sigs |= {c: srv2.send(c, SurvivorList(srv2.h(), without)) for c in group_b}
+    srv2.to_masked_inputs()
+    sigs = {c: srv2.send(c, SurvivorList(srv2.header(), full)) for c in group_a}
+    sigs |= {c: srv2.send(c, SurvivorList(srv2.header(), without)) for c in group_b}
     replies = {}
     for group in (group_a, group_b):
         entries = tuple(sorted((c, sigs[c].signature) for c in group))  # type: ignore[union-attr]
         for c in group:
-            replies[c] = srv2.send(c, SignatureList(srv2.h(), entries))
+            replies[c] = srv2.send(c, SignatureList(srv2.header(), entries))
     t = srv2.cfg.threshold
     rel = _released(replies)
     assert not (
@@ -168,15 +95,15 @@ def test_different_survivor_lists_to_different_clients(split: int) -> None:
 
 def test_both_shares_of_one_peer_are_never_released() -> None:
     srv = RawServer()
-    srv.up_to_masked()
+    srv.to_masked_inputs()
     full = tuple(range(N))
-    sigs = {c: srv.send(c, SurvivorList(srv.h(), full)) for c in range(N)}
+    sigs = {c: srv.send(c, SurvivorList(srv.header(), full)) for c in range(N)}
     entries = tuple(sorted((c, m.signature) for c, m in sigs.items()))  # type: ignore[union-attr]
-    first = {c: srv.send(c, SignatureList(srv.h(), entries)) for c in range(N)}
+    first = {c: srv.send(c, SignatureList(srv.header(), entries)) for c in range(N)}
     assert all(isinstance(m, UnmaskShares) for m in first.values())
     # now ask again, claiming the victim dropped: every client refuses
     without = tuple(range(1, N))
-    second = {c: srv.send(c, SurvivorList(srv.h(), without)) for c in range(1, N)}
+    second = {c: srv.send(c, SurvivorList(srv.header(), without)) for c in range(1, N)}
     assert all(m is None for m in second.values())
     assert all(isinstance(srv.errors[c], UnexpectedMessageError) for c in range(1, N))
     assert all(k is ShareKind.SELF_MASK for _, k in _released(first))
@@ -197,7 +124,7 @@ def test_survivor_list_must_shrink() -> None:
     # shared-keys list with an unknown client: not a subset of the key directory
     ads = srv.advertise()
     d = KeyDirectory(
-        srv.h(),
+        srv.header(),
         tuple(
             KeyEntry(c, a.channel_public, a.mask_public, a.signature)
             for c, a in sorted(ads.items())
@@ -206,7 +133,7 @@ def test_survivor_list_must_shrink() -> None:
     )
     for c in range(6):
         srv.send(c, d)
-    srv.send(0, ShareDelivery(srv.h(), tuple(range(N)), ()))
+    srv.send(0, ShareDelivery(srv.header(), tuple(range(N)), ()))
     assert isinstance(srv.errors[0], ProtocolViolationError)
 
 
@@ -222,8 +149,8 @@ def test_survivors_not_subset_of_shared() -> None:
                 boxes[r].append((s, b))
     u2 = tuple(range(6))
     for c in range(6):
-        srv.send(c, ShareDelivery(srv.h(), u2, tuple(x for x in boxes[c])))
-    srv.send(0, SurvivorList(srv.h(), tuple(range(N))))  # 6 never shared keys
+        srv.send(c, ShareDelivery(srv.header(), u2, tuple(x for x in boxes[c])))
+    srv.send(0, SurvivorList(srv.header(), tuple(range(N))))  # 6 never shared keys
     assert isinstance(srv.errors[0], ProtocolViolationError)
 
 
@@ -276,11 +203,11 @@ def test_messages_from_another_round_or_session_are_refused() -> None:
     srv = RawServer()
     ads = srv.advertise()
     d = srv.directory(ads)
-    srv.send(0, KeyDirectory(srv.h(round_index=2), d.entries))
+    srv.send(0, KeyDirectory(srv.header(round_index=2), d.entries))
     assert isinstance(srv.errors[0], WrongRoundError)
-    srv.send(1, KeyDirectory(srv.h(session=os.urandom(16)), d.entries))
+    srv.send(1, KeyDirectory(srv.header(session=os.urandom(16)), d.entries))
     assert isinstance(srv.errors[1], WrongSessionError)
-    srv.send(2, SurvivorList(srv.h(), tuple(range(N))))  # a later step's message now
+    srv.send(2, SurvivorList(srv.header(), tuple(range(N))))  # a later step's message now
     assert isinstance(srv.errors[2], UnexpectedMessageError)
     srv.send(3, b"\x80\x04garbage-not-a-message")
     assert isinstance(srv.errors[3], ProtocolError)
