@@ -17,8 +17,7 @@ from secagg.config import SecAggConfig
 from secagg.context import RoundContext
 from secagg.errors import ProtocolViolationError
 from secagg.messages import SHARE_BOX_PLAINTEXT, KeyEntry
-from secagg.prg import MaskExpander, MaskTerm
-from secagg.ring import RingArray
+from secagg.prg import MaskTerm
 from secagg.shamir import SHARE_BYTES
 
 SELF_MASK_LABEL = "self-mask"
@@ -104,17 +103,6 @@ def pairwise_seed(
     return crypto.derive_pairwise_seed(shared, ctx, me, peer)
 
 
-def pairwise_mask(exp: MaskExpander, ctx: RoundContext, seed: bytes, u: int, v: int) -> RingArray:
-    """The (u, v) pairwise mask (a view into ``exp``'s buffer)."""
-    return exp.expand(
-        seed,
-        session_id=ctx.session_id,
-        round_index=ctx.round_index,
-        parties=(min(u, v), max(u, v)),
-        label=PAIR_MASK_LABEL,
-    )
-
-
 def pairwise_mask_term(seed: bytes, me: int, peer: int, sign: int) -> MaskTerm:
     """The (me, peer) pairwise mask as a term for :func:`secagg.prg.apply_masks`."""
     return MaskTerm(seed, (min(me, peer), max(me, peer)), PAIR_MASK_LABEL, sign)
@@ -123,14 +111,3 @@ def pairwise_mask_term(seed: bytes, me: int, peer: int, sign: int) -> MaskTerm:
 def self_mask_term(seed: bytes, u: int, sign: int = 1) -> MaskTerm:
     """Client ``u``'s self mask as a term for :func:`secagg.prg.apply_masks`."""
     return MaskTerm(seed, (u, u), SELF_MASK_LABEL, sign)
-
-
-def self_mask(exp: MaskExpander, ctx: RoundContext, seed: bytes, u: int) -> RingArray:
-    """Client ``u``'s self mask (a view into ``exp``'s buffer)."""
-    return exp.expand(
-        seed,
-        session_id=ctx.session_id,
-        round_index=ctx.round_index,
-        parties=(u, u),
-        label=SELF_MASK_LABEL,
-    )

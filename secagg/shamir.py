@@ -153,24 +153,6 @@ def _lagrange_cached(xs: tuple[int, ...], prime: int) -> tuple[int, ...]:
     return tuple(n * iv % prime for n, iv in zip(nums, invs, strict=True))
 
 
-def interpolate_at(points: Sequence[tuple[int, int]], x: int, prime: int) -> int:
-    """Value at ``x`` of the polynomial of degree < len(points) through ``points``."""
-    xs = tuple(xi for xi, _ in points)
-    if x in xs:
-        return points[xs.index(x)][1]
-    # barycentric form: p(x) = l(x) * sum_i w_i y_i / (x - x_i), l(x) = prod (x - x_i)
-    weights = _barycentric_weights(xs, prime)
-    diffs = [(x - xi) % prime for xi in xs]
-    invs = _batch_inverse(diffs, prime)
-    acc = 0
-    for (_, yi), wi, inv in zip(points, weights, invs, strict=True):
-        acc = (acc + yi * wi % prime * inv) % prime
-    lx = 1
-    for dxi in diffs:
-        lx = lx * dxi % prime
-    return acc * lx % prime
-
-
 @lru_cache(maxsize=256)
 def _barycentric_weights(xs: tuple[int, ...], prime: int) -> tuple[int, ...]:
     dens = []

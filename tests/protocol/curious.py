@@ -29,9 +29,9 @@ from secagg.client import ClientPhase, SecAggClient
 from secagg.context import RoundContext
 from secagg.errors import ProtocolError
 from secagg.messages import Expect, MaskedInput, MsgType, ShareKind, UnmaskShares, decode
-from secagg.prg import MaskExpander
+from secagg.prg import MaskTerm, apply_masks
 from secagg.ring import Ring, RingArray
-from secagg.roundspec import mask_sign, pairwise_mask, pairwise_seed, self_mask
+from secagg.roundspec import mask_sign, pairwise_mask_term, pairwise_seed, self_mask_term
 from secagg.simulate import InProcessRound
 
 GOLDEN = np.uint32(0x9E3779B9)
@@ -247,13 +247,16 @@ def recover_inputs(
             if e.mask_public == kp.public_bytes:
                 mask_keys[c] = kp
 
-    exp = MaskExpander(ring, rnd.dimension)
+    def strip(v: RingArray, term: MaskTerm) -> None:
+        """Remove one mask from ``v`` in place, with the server's own mask code."""
+        apply_masks(v, ring, [term], session_id=ctx.session_id, round_index=ctx.round_index)
+
     recovered: dict[int, npt.NDArray[np.float64]] = {}
     for victim, y in masked.items():
         if victim not in self_seeds:
             continue
         base = y.copy()
-        np.subtract(base, self_mask(exp, ctx, self_seeds[victim], victim), out=base)
+        strip(base, self_mask_term(self_seeds[victim], victim, sign=-1))
         unknown: list[int] = []
         removed = base.copy()
         for p in sorted(topo.adjacency[victim] & srv._u2):  # the peers the victim masked with
@@ -267,14 +270,12 @@ def recover_inputs(
             seed = pairwise_seed(
                 ctx, key_side, mask_keys[key_side], other, directory[other].mask_public
             )
-            if weak_prg:
-                m = weak_mask(fold32(seed), rnd.dimension)
+            if not weak_prg:  # the victim added sign * mask: take it out
+                strip(removed, pairwise_mask_term(seed, victim, p, -mask_sign(victim, p)))
+            elif mask_sign(victim, p) > 0:
+                np.subtract(removed, weak_mask(fold32(seed), rnd.dimension), out=removed)
             else:
-                m = pairwise_mask(exp, ctx, seed, victim, p)
-            if mask_sign(victim, p) > 0:
-                np.subtract(removed, m, out=removed)
-            else:
-                np.add(removed, m, out=removed)
+                np.add(removed, weak_mask(fold32(seed), rnd.dimension), out=removed)
         cands = [ring.reduce(removed)]  # with and without the pairwise masks it knows
         if not np.array_equal(removed, base):
             cands.append(ring.reduce(base))
