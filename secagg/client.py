@@ -105,6 +105,10 @@ class SecAggClient:
         registry: client id -> Ed25519 verification key of every client (active).
         extra_context: bytes every client signs in ConsistencyCheck besides the survivor
             set, e.g. a hash of the model this client received from the server.
+        advert_context: bytes signed with the key advertisement (default: the same as
+            ``extra_context``). The multi-round pipeline advertises keys before the
+            round's model exists, so it signs an empty advertisement context and binds
+            the model hash later with :meth:`bind_context`.
         rng: drives stochastic rounding only (keys and seeds always come from the OS).
     """
 
@@ -119,6 +123,7 @@ class SecAggClient:
         identity: crypto.SigningKey | None = None,
         registry: Mapping[int, bytes] | None = None,
         extra_context: bytes = b"",
+        advert_context: bytes | None = None,
         rng: np.random.Generator | None = None,
     ) -> None:
         check_party(client_id, "client")
@@ -141,6 +146,7 @@ class SecAggClient:
         self.identity = identity
         self.registry = dict(registry or {})
         self.extra_context = bytes(extra_context)
+        self.advert_context = bytes(extra_context if advert_context is None else advert_context)
         self.encoder = FixedPointEncoder(config.encoding, rounding=config.rounding)
         self.ring = config.encoding.ring
         self._rng = rng
@@ -173,6 +179,15 @@ class SecAggClient:
             )
         self._input = encoded
 
+    def bind_context(self, extra_context: bytes) -> None:
+        """Set what ConsistencyCheck signs (e.g. the model hash) once it is known.
+
+        Only before the masked input is sent: afterwards the signed context is fixed.
+        """
+        if self.phase not in (ClientPhase.INIT, ClientPhase.ADVERTISED, ClientPhase.SHARED):
+            raise ProtocolUsageError("the context can only be bound before the masked input")
+        self.extra_context = bytes(extra_context)
+
     def advertise(self) -> bytes:
         """Start the round: fresh key pairs, and the (signed) AdvertiseKeys message."""
         if self.phase is not ClientPhase.INIT:
@@ -184,7 +199,7 @@ class SecAggClient:
         if self.config.active:
             assert self.identity is not None
             payload = crypto.advertisement_payload(
-                self.ctx, self.id, c_pk, s_pk, self.extra_context
+                self.ctx, self.id, c_pk, s_pk, self.advert_context
             )
             sig = self.identity.sign(payload)
         self.phase = ClientPhase.ADVERTISED
@@ -255,7 +270,7 @@ class SecAggClient:
                 if ident is None:
                     raise SignatureError(f"client {e.client} has no registered identity key")
                 payload = crypto.advertisement_payload(
-                    self.ctx, e.client, e.channel_public, e.mask_public, self.extra_context
+                    self.ctx, e.client, e.channel_public, e.mask_public, self.advert_context
                 )
                 crypto.verify_signature(ident, e.signature, payload)
         if len(entries) < cfg.threshold:

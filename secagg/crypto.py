@@ -194,6 +194,12 @@ class SigningKey:
             raise KeyFormatError("Ed25519 private key must be 32 bytes")
         return cls(Ed25519PrivateKey.from_private_bytes(data))
 
+    def private_bytes(self) -> bytes:
+        """The raw 32-byte private key (secret: for provisioning files only)."""
+        return self.private.private_bytes(
+            _RAW, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+
     @property
     def public_bytes(self) -> bytes:
         """The raw 32-byte verification key."""

@@ -122,6 +122,8 @@ class SecAggServer:
         extra_context: the context the server expects clients to sign in ConsistencyCheck
             (e.g. the hash of the model it sent); clients whose signature does not verify
             against it are dropped.
+        advert_context: what key advertisements are signed with (default: the same as
+            ``extra_context``; see :class:`SecAggClient`).
         record_transcript: keep every received message (the server's view) in
             ``transcript``; off, the server's memory stays O(d).
         threads: cores for regenerating masks at unmasking (default: all of them).
@@ -136,6 +138,7 @@ class SecAggServer:
         dimension: int,
         registry: Mapping[int, bytes] | None = None,
         extra_context: bytes = b"",
+        advert_context: bytes | None = None,
         record_transcript: bool = True,
         threads: int | None = None,
     ) -> None:
@@ -149,6 +152,7 @@ class SecAggServer:
         self.dimension = dimension
         self.registry = dict(registry or {})
         self.extra_context = bytes(extra_context)
+        self.advert_context = bytes(extra_context if advert_context is None else advert_context)
         self.ring = config.encoding.ring
         self.encoder = FixedPointEncoder(config.encoding, rounding=config.rounding)
         self._expect = Expect(session_id, round_index, config.num_clients, self.ring, dimension)
@@ -173,6 +177,12 @@ class SecAggServer:
         self._outcome: ServerOutcome | None = None
 
     # -- driver API ---------------------------------------------------------------------
+
+    def bind_context(self, extra_context: bytes) -> None:
+        """Set the context ConsistencyCheck signatures must cover (e.g. the model hash)."""
+        if self.step in (ServerStep.CONSISTENCY_CHECK, ServerStep.UNMASKING, ServerStep.DONE):
+            raise ProtocolUsageError("the context can only be bound before the consistency check")
+        self.extra_context = bytes(extra_context)
 
     def expected(self) -> frozenset[int]:
         """Clients allowed to send in the current step."""
@@ -288,7 +298,7 @@ class SecAggServer:
                 ident,
                 msg.signature,
                 crypto.advertisement_payload(
-                    self.ctx, sender, msg.channel_public, msg.mask_public, self.extra_context
+                    self.ctx, sender, msg.channel_public, msg.mask_public, self.advert_context
                 ),
             )
         elif msg.signature:
