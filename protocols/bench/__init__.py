@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "dp": "protocols.bench.dp",
     "paillier": "protocols.bench.paillier",
     "fedavg": "protocols.bench.fedavg",
+    "flower": "protocols.bench.flower",
 }
 
 

@@ -1,0 +1,156 @@
+"""What the client mod and the server workflow put into Flower messages, and helpers
+both sides must compute identically (the model hash, the prepared input vector).
+
+Server -> client, every exchange: a ConfigRecord ``"secagg"`` holding the pipeline
+bundle (bytes) and the public round parameters; in a TRAIN exchange, for the clients
+that train, also the model as an ArrayRecord ``"arrays"`` (float32) and a ConfigRecord
+``"config"`` with ``server-round``. Client -> server: a ConfigRecord ``"secagg"`` holding
+the reply bundle, nothing else: no plaintext update, no example count, no metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg import crypto
+
+SECAGG_KEY = "secagg"  # the ConfigRecord our messages carry
+STATE_KEY = "secagg-state"  # the ConfigRecord in the node's context.state
+ARRAYS_KEY = "arrays"
+CONFIG_KEY = "config"
+WEIGHTINGS = ("uniform", "examples")
+
+# node_config keys (provisioning of the active setting)
+IDENTITY_FILE = "secagg-identity"
+REGISTRY_FILE = "secagg-registry"
+
+
+def model_hash(arrays: Sequence[npt.NDArray[Any]]) -> bytes:
+    """SHA-256 over every array's shape and float32 bytes: what clients sign as the
+    model they received (active setting), so different models are detected."""
+    h = hashlib.sha256(b"secagg/flower-model/v1")
+    for a in arrays:
+        a32 = np.ascontiguousarray(a, dtype=np.float32)
+        h.update(repr(tuple(a32.shape)).encode() + b"\0" + a32.tobytes())
+    return h.digest()
+
+
+def flatten(arrays: Sequence[npt.NDArray[Any]]) -> npt.NDArray[np.float64]:
+    """All arrays as one float64 vector."""
+    if not arrays:
+        return np.zeros(0)
+    return np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])
+
+
+def unflatten(
+    vector: npt.NDArray[Any], like: Sequence[npt.NDArray[Any]]
+) -> list[npt.NDArray[np.float32]]:
+    """Split a flat vector back into float32 arrays shaped like ``like``."""
+    out, i = [], 0
+    for a in like:
+        n = int(np.prod(a.shape))
+        out.append(np.asarray(vector[i : i + n], dtype=np.float32).reshape(a.shape))
+        i += n
+    if i != vector.shape[0]:
+        raise ValueError(f"vector has {vector.shape[0]} elements, the model {i}")
+    return out
+
+
+def input_dimension(arrays: Sequence[npt.NDArray[Any]]) -> int:
+    """Length of the securely summed vector: every parameter plus the weight element."""
+    return int(sum(int(np.prod(a.shape)) for a in arrays)) + 1
+
+
+def prepare_input(
+    new: Sequence[npt.NDArray[Any]],
+    old: Sequence[npt.NDArray[Any]],
+    *,
+    clip: float,
+    weighting: str,
+    max_weight: float,
+    num_examples: float | None,
+) -> npt.NDArray[np.float64]:
+    """The vector a client masks: (w * clip(new - old), w), with w in (0, 1].
+
+    ``weighting="examples"`` uses w = min(num_examples, max_weight) / max_weight (a
+    public cap); the server divides the sum by its last element, the survivors' total
+    weight, and never sees a single client's count.
+    """
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting {weighting!r}; use one of {WEIGHTINGS}")
+    update = flatten(new) - flatten(old)
+    if not np.all(np.isfinite(update)):
+        raise ValueError("the local update is not finite")
+    w = 1.0
+    if weighting == "examples":
+        if num_examples is None or not num_examples > 0 or not max_weight > 0:
+            raise ValueError("weighting='examples' needs num-examples > 0 and max-weight > 0")
+        w = min(float(num_examples), float(max_weight)) / float(max_weight)
+    return np.append(w * np.clip(update, -clip, clip), w)
+
+
+# -- provisioning of the active setting -----------------------------------------------
+
+
+def provision_identities(directory: str | Path, num_clients: int) -> tuple[list[Path], Path]:
+    """Write one Ed25519 identity key per client and the public registry.
+
+    Returns (identity file of each client index, registry file). The identity files
+    are secret (mode 0600) and belong on the client's machine; the registry is public
+    and must reach every client and the server out of band (it is what stops a server
+    from simulating clients).
+    """
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    files, registry = [], {}
+    for i in range(num_clients):
+        key = crypto.SigningKey.generate()
+        path = d / f"identity-{i}.key"
+        path.touch(mode=0o600)
+        path.write_text(json.dumps({"index": i, "private": key.private_bytes().hex()}))
+        files.append(path)
+        registry[str(i)] = key.public_bytes.hex()
+    reg = d / "registry.json"
+    reg.write_text(json.dumps(registry, sort_keys=True))
+    return files, reg
+
+
+def load_registry(path: str | Path) -> dict[int, bytes]:
+    """Client index -> Ed25519 public key, from a registry file."""
+    raw = json.loads(Path(path).read_text())
+    if not isinstance(raw, dict):
+        raise ValueError(f"registry {path} is not a JSON object")
+    out = {int(k): bytes.fromhex(v) for k, v in raw.items()}
+    if any(len(v) != 32 for v in out.values()):
+        raise ValueError(f"registry {path} holds a key that is not 32 bytes")
+    return out
+
+
+def load_identity(path: str | Path) -> tuple[int, crypto.SigningKey]:
+    """(client index, signing key) from an identity file."""
+    raw = json.loads(Path(path).read_text())
+    if not isinstance(raw, dict) or not isinstance(raw.get("index"), int):
+        raise ValueError(f"identity file {path} is malformed")
+    return raw["index"], crypto.SigningKey.from_private_bytes(bytes.fromhex(raw["private"]))
+
+
+def node_identity(
+    node_config: Mapping[str, Any],
+) -> tuple[int | None, crypto.SigningKey | None, dict[int, bytes] | None]:
+    """(index, identity, registry) from a SuperNode's node_config, or Nones (hbc)."""
+    ident = node_config.get(IDENTITY_FILE)
+    reg = node_config.get(REGISTRY_FILE)
+    if not ident or not reg:
+        return None, None, None
+    index, key = load_identity(str(ident))
+    registry = load_registry(str(reg))
+    if registry.get(index) != key.public_bytes:
+        raise ValueError("this node's identity key is not the registry's key for its index")
+    return index, key, registry
