@@ -54,7 +54,7 @@ def flower_server_unmask_s(n: int, d: int, k: int, t: int, dropped: set[int]) ->
         shares = create_shares(secret, t, len(holders))
         collected[owner] = [s for h, s in zip(holders, shares, strict=True) if h in alive]
     masked = [np.zeros(d, dtype=np.int64)]
-    shape = [(d,)]
+    shape: list[tuple[int, ...]] = [(d,)]
 
     t0 = time.perf_counter()
     for owner, share_list in collected.items():
