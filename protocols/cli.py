@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "run": "protocols.cli_run:register",
     "demo": "protocols.cli_demo:register",
     "audit": "protocols.cli_audit:register",
+    "flower-demo": "protocols.cli_flower_demo:register",
 }
 
 
