@@ -154,7 +154,8 @@ class SecAggWorkflow:
         node_of = {i: nid for nid, i in index_of.items()}
         self.nodes.clear()
         self.nodes.update(node_of)
-        n = len(index_of)
+        # the registry fixes the client indices (active); otherwise one index per node
+        n = len(registry) if registry is not None else len(index_of)
         element_clip = max(self.clip, 1.0)
         cfg = SecAggConfig.default(
             n,
@@ -187,6 +188,8 @@ class SecAggWorkflow:
             msgs = []
             down = 0
             for c, bundle in out.items():
+                if c not in node_of:  # a registered client whose node is not here
+                    continue
                 rec = ConfigRecord(
                     {
                         "bundle": bundle,
@@ -374,6 +377,7 @@ class SecAggWorkflow:
             up,
             down,
             True,
+            extra={"exchange_s": [e["seconds"] for e in ex]},
         )
 
     def _apply(self, model: Arrays, end: RoundEnd) -> Arrays:

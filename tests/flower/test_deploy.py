@@ -56,6 +56,7 @@ def test_plain_two_rounds_exact_sums(deployment: LocalDeployment) -> None:
     assert res["peak_rss_bytes"] > 0
 
 
+@pytest.mark.slow  # about 40 s; in scripts/test.sh --flower
 def test_flower_secaggplus_one_round(deployment: LocalDeployment) -> None:
     res = deployment.run(
         app_dir("flower_secaggplus"),
@@ -77,6 +78,7 @@ def test_stop_leaves_no_process(deployment: LocalDeployment) -> None:
     assert not run_dir.exists()  # temporary and nothing failed
 
 
+@pytest.mark.slow  # about 70 s; our SIGKILL tests cover kills in the default suite
 def test_kill_node_before_round_two() -> None:
     events: list[dict[str, Any]] = []
     with LocalDeployment(3) as dep:

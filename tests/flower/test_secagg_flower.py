@@ -3,6 +3,8 @@ separate processes on loopback, real SIGKILL dropouts, a garbage-sending client.
 
 Each test starts its own deployment; every exchange costs Flower's polling and a fresh
 ClientApp process per node (about 10 s here), so these take minutes: marker ``flower``.
+The first runs in the default suite (CI); the other two also carry ``slow`` and run with
+``scripts/test.sh --flower`` (every Flower test) or ``--slow``.
 Faults are injected at exact points through the workflow's exchange hook: the harness
 pauses the ServerApp before/after an exchange, kills (or stops) a SuperNode, resumes.
 """
@@ -95,6 +97,7 @@ def test_dropouts_at_every_stage_and_a_garbage_client_keep_sums_exact() -> None:
     assert len(rows[4]["survivor_nodes"]) == 4
 
 
+@pytest.mark.slow  # minutes; scripts/test.sh --flower runs it
 def test_a_round_below_threshold_aborts_cleanly_and_stopped_nodes_rejoin() -> None:
     """5 SuperNodes, t = 4. Two nodes are frozen (SIGSTOP) through round 2's TRAIN
     exchange: round 2 (and round 3, whose keys they could not share) abort with nothing
@@ -125,6 +128,7 @@ def test_a_round_below_threshold_aborts_cleanly_and_stopped_nodes_rejoin() -> No
     assert rows[4]["status"] == "ok" and len(rows[4]["survivor_nodes"]) == 5
 
 
+@pytest.mark.slow  # minutes; scripts/test.sh --flower runs it
 def test_active_setting_three_exchanges_per_round_with_a_dropout(tmp_path: Path) -> None:
     """5 provisioned SuperNodes, active setting (signed keys, consistency check over the
     model hash), 2 rounds; node 4 is killed right after its round-1 masked input."""
