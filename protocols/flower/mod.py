@@ -88,6 +88,7 @@ def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
                 weighting=str(rec.get("weighting", "uniform")),
                 max_weight=float(rec.get("max-weight", 1.0)),  # type: ignore[arg-type]
                 num_examples=None if n_ex is None else float(n_ex),  # type: ignore[arg-type]
+                l2_clip=float(rec["l2-clip"]) if "l2-clip" in rec else None,  # type: ignore[arg-type]
             )
         except ValueError as exc:
             return _refuse(msg, f"update: {exc}")

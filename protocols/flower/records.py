@@ -63,9 +63,10 @@ def unflatten(
     return out
 
 
-def input_dimension(arrays: Sequence[npt.NDArray[Any]]) -> int:
-    """Length of the securely summed vector: every parameter plus the weight element."""
-    return int(sum(int(np.prod(a.shape)) for a in arrays)) + 1
+def input_dimension(arrays: Sequence[npt.NDArray[Any]], *, weighted: bool = True) -> int:
+    """Length of the securely summed vector: every parameter, plus the weight element
+    unless DP-FedAvg (fixed denominator) is on."""
+    return int(sum(int(np.prod(a.shape)) for a in arrays)) + (1 if weighted else 0)
 
 
 def prepare_input(
@@ -76,8 +77,12 @@ def prepare_input(
     weighting: str,
     max_weight: float,
     num_examples: float | None,
+    l2_clip: float | None = None,
 ) -> npt.NDArray[np.float64]:
     """The vector a client masks: (w * clip(new - old), w), with w in (0, 1].
+
+    With ``l2_clip`` (DP-FedAvg) the update is scaled to L2 norm at most ``l2_clip`` and
+    sent without a weight: the server divides by a fixed public denominator.
 
     ``weighting="examples"`` uses w = min(num_examples, max_weight) / max_weight (a
     public cap); the server divides the sum by its last element, the survivors' total
@@ -88,6 +93,11 @@ def prepare_input(
     update = flatten(new) - flatten(old)
     if not np.all(np.isfinite(update)):
         raise ValueError("the local update is not finite")
+    if l2_clip is not None:
+        if not l2_clip > 0:
+            raise ValueError("l2_clip must be > 0")
+        norm = float(np.linalg.norm(update))
+        return update * (l2_clip / norm) if norm > l2_clip else update
     w = 1.0
     if weighting == "examples":
         if num_examples is None or not num_examples > 0 or not max_weight > 0:

@@ -97,8 +97,13 @@ class SecAggWorkflow:
         min_nodes: nodes to wait for before starting (and the session's n).
         server_lr: global model += server_lr * weighted mean update.
         ledger, round_cost: a :class:`dp.PrivacyLedger` and the per-round cost to
-            charge (``round_cost(r)``); a refusal ends the session before round r's
-            masked inputs are sent.
+            charge (``round_cost(r)``; with ``dp``, the mechanism's own cost by default);
+            a refusal ends the session before round r's masked inputs are sent.
+        dp: a :class:`dp.DPFedAvg` for user-level DP: clients L2-clip their update to
+            its clip norm and send no weight; the server adds the Gaussian noise to the
+            unmasked sum after the ledger commit and divides by the fixed denominator
+            (``expected_clients``). Needs ``weighting="uniform"``; adaptive clipping is
+            not supported here.
         hook: lets a test harness pause before/after each exchange (fault injection).
         poll_interval: seconds between pulls for replies; ``None`` uses
             ``grid.send_and_receive`` (Flower 1.42 pulls every 3 s). A short interval
@@ -121,6 +126,7 @@ class SecAggWorkflow:
     ledger: Any = None
     round_cost: Callable[[int], Any] | None = None
     hook: ExchangeHook | None = None
+    dp: Any = None
     poll_interval: float | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     #: client index -> Flower node id, filled when run() has assigned the indices
@@ -135,6 +141,14 @@ class SecAggWorkflow:
             raise WorkflowError("the active setting needs registry_file (client identities)")
         if not self.clip > 0:
             raise WorkflowError("clip must be > 0")
+        if self.dp is not None:
+            if self.weighting != "uniform":
+                raise WorkflowError("DP-FedAvg needs uniform weights (fixed public denominator)")
+            if getattr(self.dp, "adaptive", None) is not None:
+                raise WorkflowError("adaptive clipping is not supported by SecAggWorkflow")
+            if self.ledger is not None and self.round_cost is None:
+                self.round_cost = lambda _r: self.dp.round_cost()
+        self._noise_rng = np.random.default_rng()  # OS entropy: the DP noise
 
     # -- the session ---------------------------------------------------------------------
 
@@ -156,7 +170,7 @@ class SecAggWorkflow:
         self.nodes.update(node_of)
         # the registry fixes the client indices (active); otherwise one index per node
         n = len(registry) if registry is not None else len(index_of)
-        element_clip = max(self.clip, 1.0)
+        element_clip = float(self.dp.clip_norm) if self.dp is not None else max(self.clip, 1.0)
         cfg = SecAggConfig.default(
             n,
             setting=self.setting,  # type: ignore[arg-type]
@@ -166,7 +180,7 @@ class SecAggWorkflow:
                 | self.overrides
             ),
         )
-        dim = input_dimension(model)
+        dim = input_dimension(model, weighted=self.dp is None)
         srv = PipelineServer(cfg, rounds=self.rounds, dimension=dim, registry=registry)
         rows: list[RoundRow] = []
         exchanges: list[dict[str, Any]] = []
@@ -200,6 +214,8 @@ class SecAggWorkflow:
                         "max-weight": float(self.max_weight),
                     }
                 )
+                if self.dp is not None:
+                    rec["l2-clip"] = float(self.dp.clip_norm)
                 content = RecordDict({SECAGG_KEY: rec})
                 down += len(bundle)
                 if c in trained and tr is not None:
@@ -383,6 +399,9 @@ class SecAggWorkflow:
     def _apply(self, model: Arrays, end: RoundEnd) -> Arrays:
         assert end.outcome is not None
         total = np.asarray(end.outcome.sum, dtype=np.float64)
+        if self.dp is not None:  # the ledger committed this round in _finish
+            update = self.dp.release(total, rng=self._noise_rng)
+            return unflatten(flatten(model) + self.server_lr * update, model)
         weight = float(total[-1])
         if not weight > 0:
             return model

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,6 @@ from flwr.app import (
     MetricRecord,
     RecordDict,
 )
-from flwr.serverapp import Grid
-from flwr.supercore.task_identity import TaskIdentity
 
 from protocols.flower.apps.common import synthetic_update
 from protocols.flower.paillier import (
@@ -52,13 +50,13 @@ from protocols.flower.paillier import (
 from protocols.flower.workflow import RoundRow
 from secagg.paillier.codec import DecryptionRequest, decode_request, encode_request
 from secagg.paillier.roles import AggregateOutcome
+from tests.flower.inprocess import App, InProcessGrid, server_identity  # noqa: F401
 
 N_CLIENTS = 4
 DIM = 40
 SEED = 3
 SERVER_NODE = 1
 
-App = Callable[[Message, Context], Message]
 
 
 def _train(msg: Message, context: Context) -> Message:
@@ -89,55 +87,6 @@ def _corrupting_app(msg: Message, context: Context) -> Message:
             RecordDict({PAILLIER_KEY: ConfigRecord({"contribution": bent})}), reply_to=msg
         )
     return out
-
-
-class InProcessGrid(Grid):
-    """Delivers each message to its node's app in this process; contexts persist."""
-
-    def __init__(self, nodes: dict[int, tuple[Context, App]]) -> None:
-        self.nodes = nodes
-        self.tamper: Callable[[Message], None] | None = None
-        self.sent: list[Message] = []
-
-    def send_and_receive(
-        self, messages: Iterable[Message], *, timeout: float | None = None
-    ) -> Iterable[Message]:
-        replies = []
-        for m in messages:
-            if self.tamper is not None:
-                self.tamper(m)
-            self.sent.append(m)
-            context, app = self.nodes[m.metadata.dst_node_id]
-            replies.append(app(m, context))
-        return replies
-
-    def get_node_ids(self) -> Iterable[int]:
-        return list(self.nodes)
-
-    def set_run(self, run: Any) -> None:
-        raise NotImplementedError
-
-    @property
-    def run(self) -> Any:
-        raise NotImplementedError
-
-    def create_message(self, *args: Any, **kwargs: Any) -> Message:
-        raise NotImplementedError
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        raise NotImplementedError
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        raise NotImplementedError
-
-
-@pytest.fixture(autouse=True)
-def _server_identity() -> Iterator[None]:
-    """Messages built outside a Flower process need a task identity."""
-    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 7, SERVER_NODE, 1
-    yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
 
 
 @pytest.fixture(scope="module")
