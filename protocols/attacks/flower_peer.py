@@ -327,9 +327,6 @@ def ours_seed_search(
     from secagg.context import RoundContext
     from secagg.messages import (
         ConsistencySignature,
-        MaskedInput,
-        ShareDelivery,
-        ShareKeys,
         ShareKind,
         SignatureList,
         SurvivorList,
@@ -347,18 +344,9 @@ def ours_seed_search(
     srv = WireServer(n=n, dimension=d, seed=seed)
     ring = srv.cfg.encoding.ring
     assert ring.bits == 32, "the MT19937 filter compares 32-bit outputs"
-    directory = srv.directory(srv.advertise())
-    keys = {c: srv.send(c, directory) for c in srv.clients}
-    boxes: dict[int, list[tuple[int, bytes]]] = {c: [] for c in srv.clients}
-    for s, m in keys.items():
-        assert isinstance(m, ShareKeys)
-        for r, b in m.boxes:
-            boxes[r].append((s, b))
-    masked = {}
-    for c in srv.clients:
-        m = srv.send(c, ShareDelivery(srv.header(), tuple(srv.clients), tuple(boxes[c])))
-        assert isinstance(m, MaskedInput)
-        masked[c] = m.vector
+    directory, inputs = srv.to_masked_inputs()
+    assert set(inputs) == set(srv.clients)
+    masked = {c: m.vector for c, m in inputs.items()}
 
     # the lie, told consistently: every other client hears that the victim dropped
     others = tuple(c for c in srv.clients if c != victim)

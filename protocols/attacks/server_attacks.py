@@ -26,6 +26,7 @@ from secagg.messages import (
     Header,
     KeyDirectory,
     KeyEntry,
+    MaskedInput,
     MsgType,
     ShareDelivery,
     ShareKeys,
@@ -216,8 +217,9 @@ class WireServer:
         )
         return KeyDirectory(self.header(), entries)
 
-    def to_masked_inputs(self) -> None:
-        """Run the round honestly until every client has sent its masked input."""
+    def to_masked_inputs(self) -> tuple[KeyDirectory, dict[int, MaskedInput]]:
+        """Run the round honestly until every client has sent its masked input; return
+        the key directory relayed and the masked inputs received."""
         d = self.directory(self.advertise())
         shares = {c: self.send(c, d) for c in self.clients}
         boxes: dict[int, list[tuple[int, bytes]]] = {c: [] for c in self.clients}
@@ -226,8 +228,12 @@ class WireServer:
             for r, b in m.boxes:
                 boxes[r].append((s, b))
         everyone = tuple(self.clients)
+        masked: dict[int, MaskedInput] = {}
         for c in self.clients:
-            self.send(c, ShareDelivery(self.header(), everyone, tuple(boxes[c])))
+            m = self.send(c, ShareDelivery(self.header(), everyone, tuple(boxes[c])))
+            if isinstance(m, MaskedInput):
+                masked[c] = m
+        return d, masked
 
     def unmask(self, lists: dict[int, tuple[int, ...]]) -> dict[tuple[int, ShareKind], int]:
         """Send each client its survivor list, forward the signatures, count released shares."""

@@ -64,7 +64,7 @@ from protocols.flower.records import (
     unflatten,
 )
 from protocols.flower.sync import ExchangeHook
-from protocols.flower.workflow import RoundRow, WorkflowError, WorkflowReport
+from protocols.flower.workflow import RoundRow, WorkflowError, WorkflowReport, wait_for_nodes
 from secagg import crypto
 from secagg.context import canonical
 from secagg.errors import SecAggError
@@ -617,23 +617,11 @@ class PaillierWorkflow:
         exchanges.append(row)
         return replies, row
 
-    def _wait_for_nodes(self, grid: Grid) -> list[int]:
-        deadline = time.monotonic() + self.node_wait
-        while True:
-            ids = sorted(grid.get_node_ids())
-            if len(ids) >= self.min_nodes:
-                return ids
-            if time.monotonic() > deadline:
-                raise PaillierWorkflowError(
-                    f"{len(ids)} nodes after {self.node_wait:.0f} s, need {self.min_nodes}"
-                )
-            time.sleep(0.5)
-
     def _hello(
         self, grid: Grid, session_id: bytes, exchanges: list[dict[str, Any]]
     ) -> tuple[dict[int, int], int]:
         """Client index of every client node, and the key holder's node id."""
-        node_ids = self._wait_for_nodes(grid)
+        node_ids = wait_for_nodes(grid, self.min_nodes, self.node_wait, error=PaillierWorkflowError)
         key_id = self.params.public_key.key_id
         hello: dict[str, Any] = {"step": STEP_HELLO, "session-id": session_id, "key-id": key_id}
         msgs = [

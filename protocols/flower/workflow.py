@@ -52,6 +52,21 @@ class WorkflowError(RuntimeError):
     """The workflow cannot run (too few nodes, bad provisioning, bad parameters)."""
 
 
+def wait_for_nodes(
+    grid: Grid, count: int, timeout: float, *, error: type[Exception] = WorkflowError
+) -> list[int]:
+    """Sorted node ids once at least ``count`` nodes are connected; ``error`` after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ids = sorted(grid.get_node_ids())
+        if len(ids) >= count:
+            return ids
+        if time.monotonic() > deadline:
+            raise error(f"{len(ids)} nodes after {timeout:.0f} s, need {count}")
+        time.sleep(0.2)
+
+
 @dataclass
 class RoundRow:
     """One training round as the workflow saw it."""
@@ -163,7 +178,7 @@ class SecAggWorkflow:
         new model and the unmasked outcome (sum, survivors; None if it aborted)."""
         model: Arrays = [np.asarray(a, dtype=np.float32) for a in initial]
         t0 = time.perf_counter()
-        node_ids = self._wait_for_nodes(grid)
+        node_ids = wait_for_nodes(grid, self.min_nodes, self.node_wait)
         index_of, registry = self._assign(grid, node_ids)
         node_of = {i: nid for nid, i in index_of.items()}
         self.nodes.clear()
@@ -297,18 +312,6 @@ class SecAggWorkflow:
                 break
             time.sleep(self.poll_interval)
         return out
-
-    def _wait_for_nodes(self, grid: Grid) -> list[int]:
-        deadline = time.monotonic() + self.node_wait
-        while True:
-            ids = sorted(grid.get_node_ids())
-            if len(ids) >= self.min_nodes:
-                return ids
-            if time.monotonic() > deadline:
-                raise WorkflowError(
-                    f"{len(ids)} nodes after {self.node_wait:.0f} s, need {self.min_nodes}"
-                )
-            time.sleep(0.5)
 
     def _assign(
         self, grid: Grid, node_ids: list[int]

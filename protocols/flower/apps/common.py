@@ -31,6 +31,9 @@ from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 from flwr.supercore.run import Run
 
 from protocols.flower.sync import ExchangeHook, write_json_atomic
+from protocols.flower.workflow import wait_for_nodes
+
+__all__ = ["wait_for_nodes"]  # shared with the workflows; the apps import it from here
 
 RESULT_FILE_KEY = "result-file"
 UPDATE_SCALE = 256
@@ -206,18 +209,6 @@ class MeteredGrid(Grid):
     def round_exchanges(self, server_round: int) -> list[Exchange]:
         """The exchanges attributed to ``server_round``."""
         return [e for e in self.exchanges if e.round == server_round]
-
-
-def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
-    """Node ids once at least ``count`` nodes are connected (sorted)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        nodes = sorted(grid.get_node_ids())
-        if len(nodes) >= count:
-            return nodes
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"only {len(nodes)} of {count} nodes connected after {timeout} s")
-        time.sleep(0.2)
 
 
 def round_summary(

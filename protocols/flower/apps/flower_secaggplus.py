@@ -117,7 +117,7 @@ def server_main(grid: Grid, context: Context) -> None:
     timeout = float(cfg["exchange-timeout"])
     metered = MeteredGrid(grid, ExchangeHook.from_run_config(cfg))
     t_start = time.perf_counter()
-    wait_for_nodes(metered, num_nodes, timeout)
+    wait_for_nodes(metered, num_nodes, timeout, error=TimeoutError)
     wait_nodes_s = time.perf_counter() - t_start
     strategy = _TimedFedAvg(
         metered=metered,
