@@ -122,3 +122,49 @@ class InvalidContributionError(DecryptionRefusedError):
 
 class DecodeRangeError(PaillierError, ValueError):
     """A decrypted slot sum lies outside what the stated contributors can produce."""
+
+
+# --- threshold decryption by a committee (secagg.paillier.threshold_*) ------------------
+
+
+class ThresholdConfigError(PaillierConfigError):
+    """A committee setting is impossible or unsafe: (t, l) out of range, a wrong quorum,
+    primes that are not safe primes, a key share for another member."""
+
+
+class ThresholdFormatError(PaillierFormatError):
+    """Threshold key, key-share, endorsement, share or member-state bytes are malformed."""
+
+
+class InvalidDecryptionShareError(PaillierError, ValueError):
+    """A member's decryption share (or its batched proof) does not verify.
+
+    ``member`` is the index of the member that sent it, so a driver can exclude it.
+    """
+
+    def __init__(self, member: int, message: str) -> None:
+        super().__init__(f"member {member}: {message}")
+        self.member = member
+
+
+class NotEnoughSharesError(PaillierError):
+    """Fewer than t valid decryption shares: the round cannot be decrypted.
+
+    ``excluded`` maps each member whose share was refused to the reason.
+    """
+
+    def __init__(self, message: str, excluded: dict[int, str] | None = None) -> None:
+        super().__init__(message)
+        self.excluded = dict(excluded or {})
+
+
+class QuorumError(DecryptionRefusedError):
+    """Fewer than q valid member endorsements on this round's (contributor set, product)."""
+
+
+class SecondSubsetError(RoundAlreadyDecryptedError):
+    """A member already endorsed another contributor set or product in this round."""
+
+
+class UnverifiedProductError(DecryptionRefusedError):
+    """A member is asked to release a share for a product it has not itself verified."""
