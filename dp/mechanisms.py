@@ -16,11 +16,17 @@ The round is a Poisson-subsampled Gaussian mechanism with noise multiplier z and
 means the server adds the noise after secure aggregation, so the server is trusted to
 add it (and sees the un-noised sum); ``distributed`` (clients add discrete noise in the
 ring, so no party sees an un-noised sum) is the interface reserved for a later issue.
+
+Randomness: every noise draw and rounding coin here comes from the OS CSPRNG
+(:mod:`dp.secure_noise`, :mod:`dp.secure_random`). The ``rng`` parameters that used to
+take a numpy ``Generator`` are deprecated and ignored: a seeded PCG64 is predictable
+from its state, and its floating-point normals leak low bits (Mironov, CCS 2012).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -37,6 +43,8 @@ from dp.errors import (
 )
 from dp.ledger import RoundCost, round_cost
 from dp.ledger_format import ExtraValue
+from dp.secure_noise import add_secure_gaussian, noise_grid, rounding_inflation
+from dp.secure_random import random_words
 from dp.validation import check_clip_norm, check_count, check_noise_multiplier, check_sample_rate
 
 FloatVector = NDArray[np.float64]
@@ -115,23 +123,44 @@ def rounded_sensitivity(
     return min(loose, tight)
 
 
+def _ignored_rng(rng: object, where: str) -> None:
+    """Warn that a passed numpy generator is no longer used (see the module doc)."""
+    if rng is not None:
+        warnings.warn(
+            f"{where}: the rng argument is deprecated and ignored; noise and rounding coins "
+            "come from the OS CSPRNG",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+
+
+def secure_unit_uniforms(count: int) -> FloatVector:
+    """``count`` uniforms on the grid k 2^-53 of [0, 1), from the OS CSPRNG (rounding
+    coins: P(u < p) = ceil(p 2^53) 2^-53, within 2^-53 of p)."""
+    words = random_words(count) >> np.uint64(11)
+    out: FloatVector = words.astype(np.float64) * 2.0**-53
+    return out
+
+
 def conditional_stochastic_round(
     vector: object,
     *,
     granularity: float,
     bound: float,
-    rng: np.random.Generator,
+    rng: np.random.Generator | None = None,
     max_tries: int = 1000,
 ) -> FloatVector:
     """Unbiased stochastic rounding to multiples of ``granularity``, re-drawn until the
-    L2 norm is at most ``bound`` (use :func:`rounded_sensitivity` with conditional=True)."""
+    L2 norm is at most ``bound`` (use :func:`rounded_sensitivity` with conditional=True).
+    Coins from the OS CSPRNG; ``rng`` is deprecated and ignored."""
+    _ignored_rng(rng, "conditional_stochastic_round")
     vec = _as_vector(vector, "vector")
     g = check_clip_norm(granularity, "granularity")
     scaled = vec / g
     floor = np.floor(scaled)
     frac = scaled - floor
     for _ in range(check_count(max_tries, "max_tries", minimum=1)):
-        rounded = (floor + (rng.random(vec.shape) < frac)) * g
+        rounded = (floor + (secure_unit_uniforms(vec.size) < frac)) * g
         if float(np.linalg.norm(rounded)) <= bound:
             return rounded
     raise QuantizationError(f"no rounding within norm {bound} after {max_tries} tries")
@@ -179,10 +208,16 @@ class AdaptiveClipping:
         return 0.5 if norm <= self.clip else -0.5
 
     def step(
-        self, indicator_sum: float, expected_clients: float, rng: np.random.Generator
+        self,
+        indicator_sum: float,
+        expected_clients: float,
+        rng: np.random.Generator | None = None,
     ) -> float:
-        """Noise the indicators' sum, update C, return the new clip."""
-        noisy = float(indicator_sum) + float(rng.normal(0.0, self.count_noise_std))
+        """Noise the indicators' sum (secure Gaussian on a power-of-two grid below 1/2:
+        the sum of +-1/2 bits is on it, so the sensitivity 1/2 is exact), update C and
+        return it. ``rng`` is deprecated and ignored."""
+        _ignored_rng(rng, "AdaptiveClipping.step")
+        noisy = float(add_secure_gaussian([float(indicator_sum)], self.count_noise_std)[0])
         unclipped_fraction = noisy / expected_clients + 0.5
         self.clip *= math.exp(-self.learning_rate * (unclipped_fraction - self.target_quantile))
         return self.clip
@@ -264,17 +299,27 @@ class DPFedAvg:
         self,
         clipped_sum: object,
         *,
-        rng: np.random.Generator,
+        rng: np.random.Generator | None = None,
         indicator_sum: float | None = None,
     ) -> FloatVector:
         """Server side: noise the sum, divide by the fixed denominator, then (adaptive)
-        update the clip for the next round. Commit the round to the ledger first."""
+        update the clip for the next round. Commit the round to the ledger first.
+
+        The noise is :func:`dp.secure_noise.add_secure_gaussian`: the sum is rounded to
+        a power-of-two grid gamma of about 2^-40 std and discrete Gaussian noise on that
+        grid is added, from the OS CSPRNG. Rounding can add gamma sqrt(d) to the
+        sensitivity, so the std is z (S + gamma sqrt(d)) and the ledger's z stays exact
+        (a relative increase of at most z sqrt(d) 2^-40). ``rng`` is deprecated and
+        ignored."""
+        _ignored_rng(rng, "DPFedAvg.release")
         total = _as_vector(clipped_sum, "clipped_sum")
-        noised = total + rng.normal(0.0, self.noise_std, size=total.shape)
-        if self.adaptive is not None:
-            if indicator_sum is None:
-                raise UpdateError("adaptive clipping needs indicator_sum")
-            self.clip_norm = self.adaptive.step(indicator_sum, self.expected_clients, rng)
+        if self.adaptive is not None and indicator_sum is None:
+            raise UpdateError("adaptive clipping needs indicator_sum")
+        grid = noise_grid(self.noise_std)
+        inflated = self.sensitivity + rounding_inflation(grid, max(1, total.size))
+        noised = add_secure_gaussian(total, self.update_noise_multiplier * inflated, grid=grid)
+        if self.adaptive is not None and indicator_sum is not None:
+            self.clip_norm = self.adaptive.step(indicator_sum, self.expected_clients)
         out: FloatVector = noised / self.expected_clients
         return out
 
