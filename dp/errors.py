@@ -127,3 +127,62 @@ class LedgerStateError(LedgerError):
 
 class LedgerLockedError(LedgerError):
     """Another writer holds the ledger file open."""
+
+
+# --- the external anchor (a head hash kept outside the ledger's two files) -------------
+
+
+class LedgerAnchorFormatError(LedgerError, ValueError):
+    """An expected head hash is not 64 hexadecimal digits."""
+
+
+class LedgerAnchorError(LedgerTamperedError):
+    """The ledger does not match a head hash kept outside it; ``verdict`` names how."""
+
+    verdict = "anchor_mismatch"
+
+    def __init__(self, message: str, *, expected: str, head: str) -> None:
+        self.expected = expected
+        self.head = head
+        super().__init__(message)
+
+
+class LedgerAnchorNotInChainError(LedgerAnchorError):
+    """The anchored hash is no line of this ledger: rolled back, truncated or replaced."""
+
+    verdict = "anchor_not_in_chain"
+
+
+class LedgerBeyondAnchorError(LedgerAnchorError):
+    """The anchored hash is an earlier line, not the head: entries were appended since."""
+
+    verdict = "entries_after_anchor"
+
+
+# --- distributed DP: discrete noise, secure samplers, parameter choice (issue 16) -------
+
+
+class SamplerParameterError(PrivacyParameterError):
+    """A noise sampler's parameter (sigma, variance, rate, scale) is outside its range."""
+
+
+class DistributedDPError(DPError, ValueError):
+    """Base class of the distributed-DP parameter and accounting errors."""
+
+
+class BitWidthError(DistributedDPError):
+    """Z_(2^b) cannot hold the noisy sum at the configured wrap probability."""
+
+
+class NoiseFloorError(DistributedDPError):
+    """The local noise is too small for the sum-of-discrete-Gaussians slack to be
+    negligible, and no scale meets both that floor and the bit width."""
+
+
+class CollusionBoundError(DistributedDPError):
+    """The contributor counts are inconsistent (e.g. n_min - n_C < 1, n_min > n_max)."""
+
+
+class UnderNoisedRoundError(DistributedDPError):
+    """Fewer honest contributors than the local noise was sized for: the round must abort
+    before unmasking, or be accounted with the noise actually present."""

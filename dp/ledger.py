@@ -18,8 +18,10 @@ before commit returns leaves at most a torn last line, dropped on reopen, and no
 was released. Next to ``LEDGER`` the file ``LEDGER.head`` anchors the last entry's hash
 and the entry count (replaced atomically after each append), so removing trailing lines
 is detected as truncation; a head one entry behind is a crash between the two writes
-and is repaired on open. Anyone who can rewrite both files can rewrite history: publish
-or sign the head hash (``secagg budget verify`` prints it) to pin it.
+and is repaired on open. Anyone who can rewrite both files can rewrite history (roll
+both back, truncate to the header and delete the head file, replace them wholesale):
+keep :attr:`PrivacyLedger.head` outside them after each commit and check it with
+``verify_ledger(path, expect_head=...)`` (``secagg budget verify --expect-head``).
 
 Reading needs no torch; opening for writing replays every round through the RDP and PLD
 accountants (checking each stored epsilon), so the running totals are those of the file.
@@ -31,6 +33,7 @@ import contextlib
 import fcntl
 import math
 import os
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -43,6 +46,9 @@ from typing import Any, Required, TypedDict, Unpack
 from dp.accountants import PLD_DISCRETIZATION, MechanismStep, PLDAccountant, RDPAccountant
 from dp.budget import BudgetGuard
 from dp.errors import (
+    LedgerAnchorFormatError,
+    LedgerAnchorNotInChainError,
+    LedgerBeyondAnchorError,
     LedgerError,
     LedgerFormatError,
     LedgerLockedError,
@@ -392,7 +398,9 @@ def replay(contents: LedgerContents) -> _Totals:
 
 @dataclass(frozen=True)
 class VerifyReport:
-    """Outcome of :func:`verify_ledger`."""
+    """Outcome of :func:`verify_ledger`. With an anchor, ``anchor_line`` is the line the
+    kept hash names (1: the header) and ``entries_after_anchor`` how many entries follow
+    it (0 with ``expect_head``); both ``None`` without an anchor."""
 
     entries: int
     rounds_counted: int
@@ -401,11 +409,85 @@ class VerifyReport:
     head_hash: str
     torn_tail: bool
     unanchored: int
+    anchor_line: int | None = None
+    entries_after_anchor: int | None = None
 
 
-def verify_ledger(path: str | os.PathLike[str]) -> VerifyReport:
-    """Check the hash chain and head anchor, and recompute every epsilon."""
+_ANCHOR = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def _anchor_hash(value: object, what: str) -> str:
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if not _ANCHOR.match(text):
+        raise LedgerAnchorFormatError(f"{what} must be 64 hexadecimal digits, got {value!r}")
+    return text
+
+
+def check_anchor(
+    contents: LedgerContents,
+    *,
+    expect_head: str | None = None,
+    expect_prefix: str | None = None,
+) -> int | None:
+    """Check a read ledger against head hashes kept outside its two files.
+
+    ``expect_head``: the ledger's head (its last complete line) must be exactly this
+    hash; ``expect_prefix``: this hash must be a line of the chain (the ledger may have
+    grown since). Each line's hash covers every line before it, so a match pins the
+    whole history up to that line. Returns the anchored line (1: the header), or None
+    when neither is given. Raises :class:`LedgerAnchorNotInChainError` (rolled back,
+    truncated or replaced), :class:`LedgerBeyondAnchorError` (exact head expected,
+    entries appended since), :class:`LedgerAnchorFormatError` (not a hash).
+    """
+    hashes = [contents.header.hash] + [e.hash for e in contents.entries]
+    line_of = {h: i + 1 for i, h in enumerate(hashes)}
+    p, head = contents.path, contents.head_hash
+    line: int | None = None
+    if expect_prefix is not None:
+        want = _anchor_hash(expect_prefix, "expect_prefix")
+        if want not in line_of:
+            raise LedgerAnchorNotInChainError(
+                f"{p}: the anchored hash {want} is no line of this ledger: it was rolled "
+                "back, truncated or replaced since the anchor was kept",
+                expected=want,
+                head=head,
+            )
+        line = line_of[want]
+    if expect_head is not None:
+        want = _anchor_hash(expect_head, "expect_head")
+        if want in line_of and want != head:
+            raise LedgerBeyondAnchorError(
+                f"{p}: the expected head {want} is line {line_of[want]}, with "
+                f"{len(hashes) - line_of[want]} entries after it (grown since the anchor? "
+                "use expect_prefix)",
+                expected=want,
+                head=head,
+            )
+        if want != head:
+            raise LedgerAnchorNotInChainError(
+                f"{p}: head {head} is not the expected head {want}, which is no line of "
+                "this ledger: it was rolled back, truncated or replaced",
+                expected=want,
+                head=head,
+            )
+        line = len(hashes)
+    return line
+
+
+def verify_ledger(
+    path: str | os.PathLike[str],
+    *,
+    expect_head: str | None = None,
+    expect_prefix: str | None = None,
+) -> VerifyReport:
+    """Check the hash chain and head anchor, and recompute every epsilon.
+
+    Without ``expect_head``/``expect_prefix`` (see :func:`check_anchor`) nothing outside
+    the two files pins the head: a rollback of both files, a truncation to the header
+    with the head file deleted, or a freshly made replacement all verify.
+    """
     contents = read_ledger(path)
+    line = check_anchor(contents, expect_head=expect_head, expect_prefix=expect_prefix)
     totals = replay(contents)
     cum, cum_u = totals.cumulative(contents.header.delta)
     return VerifyReport(
@@ -416,6 +498,8 @@ def verify_ledger(path: str | os.PathLike[str]) -> VerifyReport:
         head_hash=contents.head_hash,
         torn_tail=contents.torn_tail,
         unanchored=contents.unanchored,
+        anchor_line=line,
+        entries_after_anchor=None if line is None else 1 + len(contents.entries) - line,
     )
 
 
@@ -587,6 +671,12 @@ class PrivacyLedger:
         return tuple(self._entries)
 
     @property
+    def head(self) -> str:
+        """Hash of the last line (the header's while empty): keep it outside the ledger
+        and check it with ``verify_ledger(path, expect_head=...)``."""
+        return self._entries[-1].hash if self._entries else self._header.hash
+
+    @property
     def last_round(self) -> int | None:
         """The last recorded round number."""
         return self._entries[-1].round if self._entries else None
@@ -617,6 +707,18 @@ class PrivacyLedger:
         exceed the target, :class:`LedgerStateError` if a round is pending or
         ``round_id`` does not follow the last recorded round.
         """
+        pending = self._reserve(round_id, cost)
+        if self.guard is not None:
+            self.guard.check(
+                round_id=pending.round,
+                cumulative=pending.epsilon_cumulative,
+                cumulative_unsampled=pending.epsilon_cumulative_unsampled,
+            )
+        self._pending = pending
+        return pending
+
+    def _reserve(self, round_id: int, cost: RoundCost) -> PendingRound:
+        """What round ``round_id`` at ``cost`` would add (no guard check, nothing kept)."""
         self._check_open()
         rid = check_count(round_id, "round")
         if self._pending is not None:
@@ -633,10 +735,7 @@ class PrivacyLedger:
         totals = self._totals.copy()
         totals.compose(step)
         cum, cum_u = totals.cumulative(delta)
-        if self.guard is not None:
-            self.guard.check(round_id=rid, cumulative=cum, cumulative_unsampled=cum_u)
-        self._pending = PendingRound(rid, cost, alone, cum, alone_u, cum_u, totals)
-        return self._pending
+        return PendingRound(rid, cost, alone, cum, alone_u, cum_u, totals)
 
     def commit(self, pending: PendingRound) -> LedgerEntry:
         """Append the round and fsync; release the round's output only after this returns."""
@@ -655,17 +754,38 @@ class PrivacyLedger:
         self._pending = None
         return entry
 
-    def record_aborted(self, round_id: int, *, released_shares: bool) -> LedgerEntry:
-        """Record that the pending round ``round_id`` aborted.
+    def record_aborted(
+        self, round_id: int, *, released_shares: bool, cost: RoundCost | None = None
+    ) -> LedgerEntry:
+        """Record that round ``round_id`` aborted.
 
         ``released_shares=False``: no unmasking share, decryption or output left the
         server, so the round costs nothing (recorded at zero). ``True``: something that
         can reveal the sum went out, so the round is counted in full.
+
+        Normally ``round_id`` is the pending round. A round that aborted before it was
+        begun (e.g. a pipelined round whose key exchange failed before its training
+        exchange) is recorded when no round is pending, ``round_id`` follows the last
+        recorded round and ``cost`` says what it would have spent; the guard is not
+        consulted (nothing is reserved; a released round is counted even above the
+        target, since the release already happened). Otherwise :class:`LedgerStateError`,
+        and nothing changes: a pending round stays pending.
         """
         self._check_open()
         pending = self._pending
-        if pending is None or pending.round != round_id:
-            raise LedgerStateError(f"round {round_id} is not the pending round")
+        if pending is None:
+            if cost is None:
+                raise LedgerStateError(
+                    f"round {round_id} was never begun: pass its cost to record its abort"
+                )
+            pending = self._reserve(round_id, cost)
+        elif pending.round != round_id:
+            raise LedgerStateError(
+                f"round {round_id} is not the pending round {pending.round}: record that "
+                "one first (rounds are recorded in order)"
+            )
+        elif cost is not None and cost != pending.cost:
+            raise LedgerStateError(f"round {round_id} was begun at another cost")
         if released_shares:
             entry = self._write(
                 pending,

@@ -3,8 +3,9 @@
 ``show`` prints one row per round (parameters, epsilon of the round, cumulative epsilon
 with and without client sampling, under RDP and PLD); ``plot`` draws cumulative epsilon
 per round, one line per accountant; ``verify`` checks the hash chain and the head anchor
-and recomputes every epsilon from the stored parameters. Exit status 1 when the ledger
-fails a check (the error names the line).
+and recomputes every epsilon from the stored parameters, and with ``--expect-head HASH``
+(or ``--expect-prefix HASH``) checks the ledger against a head hash kept elsewhere. Exit
+status 1 when the ledger fails a check (the error names the line or the verdict).
 """
 
 from __future__ import annotations
@@ -36,8 +37,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--unsampled", action="store_true", help="also draw the q = 1 (no sampling) curves"
     )
     plot.set_defaults(func=_plot)
-    verify = actions.add_parser("verify", help="check hash chain and recompute epsilons")
+    verify = actions.add_parser(
+        "verify",
+        help="check hash chain and recompute epsilons",
+        description=(
+            "Check the hash chain and the head file, and recompute every epsilon. Without "
+            "an anchor, a rollback of both files, a truncation to the header with the head "
+            "file deleted, or a wholesale replacement still verifies: pass a head hash kept "
+            "elsewhere (printed after every commit) to pin the history up to it."
+        ),
+    )
     verify.add_argument("ledger", help="path of the ledger (JSON Lines)")
+    verify.add_argument(
+        "--expect-head",
+        metavar="HASH",
+        help="fail unless the ledger's head is exactly HASH (the last head you kept)",
+    )
+    verify.add_argument(
+        "--expect-prefix",
+        metavar="HASH",
+        help="fail unless HASH is a line of this ledger's chain (an earlier head you kept; "
+        "rounds after it are allowed and not covered)",
+    )
     verify.set_defaults(func=_verify)
 
 
@@ -84,6 +105,7 @@ def _show(args: argparse.Namespace) -> int:
         )
     if contents.torn_tail:
         print("note: a torn last line (a commit that never returned) is ignored")
+    print(f"head: {contents.head_hash}  (keep it; check with verify --expect-head)")
     return 0
 
 
@@ -125,11 +147,16 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from dp.errors import LedgerError
+    from dp.errors import LedgerAnchorError, LedgerError
     from dp.ledger import verify_ledger
 
     try:
-        report = verify_ledger(args.ledger)
+        report = verify_ledger(
+            args.ledger, expect_head=args.expect_head, expect_prefix=args.expect_prefix
+        )
+    except LedgerAnchorError as exc:
+        print(f"secagg budget verify: FAILED ({exc.verdict}): {exc}", file=sys.stderr)
+        return 1
     except LedgerError as exc:
         print(f"secagg budget verify: FAILED: {exc}", file=sys.stderr)
         return 1
@@ -141,6 +168,18 @@ def _verify(args: argparse.Namespace) -> int:
     print(f"cumulative epsilon: rdp={_fmt(cum.rdp)} pld={_fmt(cum.pld)}")
     print(f"cumulative epsilon without sampling: rdp={_fmt(cum_u.rdp)} pld={_fmt(cum_u.pld)}")
     print(f"head hash: {report.head_hash}")
+    if report.anchor_line is None:
+        print(
+            "note: no --expect-head: nothing outside the two files pins the head (a rollback, "
+            "a truncation to the header or a replacement would verify)"
+        )
+    elif report.entries_after_anchor:
+        print(
+            f"anchor: line {report.anchor_line} of the chain; {report.entries_after_anchor} "
+            "later entries are not covered by it"
+        )
+    else:
+        print("anchor: the head is the expected head")
     if report.torn_tail:
         print("note: torn last line ignored (a commit that never returned)")
     if report.unanchored:

@@ -11,7 +11,9 @@ shows DP-FedAvg on a larger population.
 
 The report folder holds ``results.json``, ``ledger.jsonl`` (the server ledger: a
 per-round upper bound over clients), ``client_ledgers/`` (each client's own ledger),
-``accuracy.png``, ``epsilon.png`` and ``config.toml``.
+``accuracy.png``, ``epsilon.png`` and ``config.toml``. The ledger's head hash after each
+round is in the table and in ``results.json`` (``ledger_head``): keep the last one
+elsewhere to check the ledger later (``secagg budget verify --expect-head``).
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ def run_demo(
         "final_accuracy": secure.final_accuracy,
         "final_epsilon": last.epsilon,
         "final_epsilon_ledger_bound": last.epsilon_bound,
+        "ledger_head": last.ledger_head,
         "delta": cfg.dp.delta,
         "seconds": t_secure,
         "baseline": {
@@ -123,6 +126,12 @@ def run_demo(
             f"baseline {base.final_accuracy:.3f} ({t_base:.0f} s)\nreport: {out}/",
             file=say,
         )
+        if last.ledger_head is not None:
+            print(
+                f"ledger head: {last.ledger_head} (keep it elsewhere; check with `secagg "
+                f"budget verify {out / 'ledger.jsonl'} --expect-head {last.ledger_head}`)",
+                file=say,
+            )
     return results
 
 

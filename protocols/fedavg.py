@@ -86,6 +86,7 @@ class RoundRecord:
     bytes_down: float
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    ledger_head: str | None = None  # the server ledger's head after the round: keep it
 
     def to_json(self) -> dict[str, Any]:
         """JSON-friendly dict (with ``survivors`` as a count and ``survivor_ids``)."""
@@ -401,6 +402,7 @@ class FedAvg:
             bytes_up=up,
             bytes_down=down if participants else 0.0,
             error=None if error is None else f"{type(error).__name__}: {error}",
+            ledger_head=None if getattr(self.ledger, "path", None) is None else self.ledger.head,
         )
 
     # -- the loop ---------------------------------------------------------------------------
@@ -487,7 +489,7 @@ def _phase_times(out: Any) -> dict[str, float]:
 
 _TABLE_HEADER = (
     f"{'round':>5} {'status':>8} {'part':>4} {'surv':>4} {'acc':>6} {'loss':>8} "
-    f"{'epsilon':>8} {'up kB':>8} {'train s':>7} {'agg s':>6}"
+    f"{'epsilon':>8} {'up kB':>8} {'train s':>7} {'agg s':>6} ledger head"
 )
 
 
@@ -498,7 +500,7 @@ def _row(r: RoundRecord) -> str:
     return (
         f"{r.round:>5} {r.status:>8} {len(r.participants):>4} {len(r.survivors):>4} {acc:>6} "
         f"{r.loss:>8.4f} {eps:>8} {r.bytes_up / 1e3:>8.1f} "
-        f"{r.timings.get('local_training', 0.0):>7.2f} {agg:>6.2f}"
+        f"{r.timings.get('local_training', 0.0):>7.2f} {agg:>6.2f} {r.ledger_head or '-'}"
     )
 
 

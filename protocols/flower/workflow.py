@@ -164,6 +164,9 @@ class SecAggWorkflow:
             if self.ledger is not None and self.round_cost is None:
                 self.round_cost = lambda _r: self.dp.round_cost()
         self._noise_rng = np.random.default_rng()  # OS entropy: the DP noise
+        # rounds that ended before their TRAIN exchange -> released_shares; the ledger
+        # records them in round order, when their TRAIN exchange comes
+        self._ended_unbegun: dict[int, bool] = {}
 
     # -- the session ---------------------------------------------------------------------
 
@@ -347,6 +350,10 @@ class SecAggWorkflow:
             return True
         from dp.errors import BudgetExceededError
 
+        if r in self._ended_unbegun:  # aborted in an earlier exchange: zero cost
+            released = self._ended_unbegun.pop(r)
+            self.ledger.record_aborted(r, released_shares=released, cost=self.round_cost(r))
+            return True
         try:
             self._pending = self.ledger.begin_round(r, self.round_cost(r))
         except BudgetExceededError as exc:
@@ -368,7 +375,14 @@ class SecAggWorkflow:
         up = sum(e["bytes_up"] for e in ex) / senders
         down = sum(e["bytes_down"] for e in ex) / senders
         if self.ledger is not None and self.round_cost is not None:
-            if end.outcome is not None:
+            pending = self.ledger.pending
+            if pending is None or pending.round != end.round:
+                # its key steps ride on earlier rounds' exchanges: it can abort before
+                # its own TRAIN exchange, with nothing reserved, sent or released
+                if end.outcome is not None:
+                    raise WorkflowError(f"round {end.round} finished without a ledger entry")
+                self._ended_unbegun[end.round] = end.released_shares
+            elif end.outcome is not None:
                 self.ledger.commit(self._pending)
             else:
                 self.ledger.record_aborted(end.round, released_shares=end.released_shares)

@@ -1,5 +1,6 @@
 """The privacy ledger: round trip, tamper and truncation detection, the budget guard,
-aborted rounds, torn writes, strict parsing."""
+aborted rounds (also of rounds never begun), torn writes, strict parsing, and the
+external anchor (a head hash kept outside the two files)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import pytest
 from dp.errors import (
     BudgetExceededError,
     DeltaError,
+    LedgerAnchorFormatError,
+    LedgerAnchorNotInChainError,
+    LedgerBeyondAnchorError,
     LedgerFormatError,
     LedgerLockedError,
     LedgerMismatchError,
@@ -296,3 +300,142 @@ def test_create_refuses_existing_and_bad_delta(tmp_path: Path) -> None:
         PrivacyLedger.in_memory(delta=1e-3, population=1000)
     with pytest.raises(LedgerStateError):
         PrivacyLedger.open_or_create(path, delta=1e-6)
+
+
+# -- aborts of rounds that were never begun --------------------------------------------
+
+
+def test_abort_of_a_round_never_begun_is_recorded_with_its_cost(tmp_path: Path) -> None:
+    """A pipelined round can abort before it is begun: with its cost it lands at zero
+    (counted in full if shares went out); without a cost, or while another round is
+    pending, it is refused and nothing already accounted changes."""
+    path = tmp_path / "l.jsonl"
+    ledger = _ledger(path, rounds=2)
+    eps, size = ledger.epsilon(), path.stat().st_size
+    with pytest.raises(LedgerStateError, match="never begun"):
+        ledger.record_aborted(2, released_shares=False)
+    zero = ledger.record_aborted(2, released_shares=False, cost=_cost())
+    assert zero.status == "aborted_unreleased" and zero.epsilon_round.pld == 0.0
+    assert ledger.epsilon() == eps and path.stat().st_size > size
+    counted = ledger.record_aborted(3, released_shares=True, cost=_cost())
+    assert counted.status == "aborted_released" and ledger.epsilon() > eps
+    with pytest.raises(LedgerStateError, match="follow"):
+        ledger.record_aborted(3, released_shares=False, cost=_cost())
+    # round 4 is pending (reserved): an abort of round 5 must not touch it
+    pending = ledger.begin_round(4, _cost(0.02))
+    eps4 = ledger.epsilon()
+    with pytest.raises(LedgerStateError, match="not the pending round 4"):
+        ledger.record_aborted(5, released_shares=False, cost=_cost())
+    with pytest.raises(LedgerStateError, match="another cost"):
+        ledger.record_aborted(4, released_shares=True, cost=_cost(0.5))
+    assert ledger.pending is pending and ledger.epsilon() == eps4
+    ledger.record_aborted(4, released_shares=True)  # still counted in full
+    assert ledger.epsilon() > eps4
+    ledger.close()
+    report = verify_ledger(path)
+    assert [e.round for e in read_ledger(path).entries] == [0, 1, 2, 3, 4]
+    assert report.rounds_counted == 4
+
+
+def test_abort_of_a_round_never_begun_skips_the_guard() -> None:
+    """Nothing is reserved for it, so the guard is not asked; a release that already
+    happened is counted even above the target (the next round is then refused)."""
+    ledger = PrivacyLedger.in_memory(delta=1e-5, target_epsilon=1.0)
+    with pytest.raises(BudgetExceededError):
+        ledger.begin_round(0, _cost(1.0, 0.5))
+    ledger.record_aborted(0, released_shares=False, cost=_cost(1.0, 0.5))
+    assert ledger.epsilon() == 0.0
+    ledger.record_aborted(1, released_shares=True, cost=_cost(1.0, 0.5))
+    assert ledger.epsilon() > 1.0
+    with pytest.raises(BudgetExceededError):
+        ledger.begin_round(2, _cost())
+
+
+# -- the external anchor ------------------------------------------------------------------
+
+
+def _copy(path: Path) -> tuple[bytes, bytes]:
+    return path.read_bytes(), Path(str(path) + ".head").read_bytes()
+
+
+def _restore(path: Path, saved: tuple[bytes, bytes]) -> None:
+    path.write_bytes(saved[0])
+    Path(str(path) + ".head").write_bytes(saved[1])
+
+
+def _attack(kind: str, path: Path) -> str:
+    """Build a ledger, keep its head, then attack both files; returns the kept head."""
+    ledger = _ledger(path, rounds=3)
+    saved = _copy(path)
+    for r in range(3, 6):
+        ledger.commit(ledger.begin_round(r, _cost(0.05, 0.8)))
+    head = ledger.head
+    ledger.close()
+    if kind == "rollback":  # both files back to their state after round 2
+        _restore(path, saved)
+    elif kind == "truncate":  # only the header line is left, the head file deleted
+        path.write_text(_lines(path)[0] + "\n")
+        Path(str(path) + ".head").unlink()
+    else:  # replaced by a freshly made ledger with one cheap round
+        path.unlink()
+        Path(str(path) + ".head").unlink()
+        _ledger(path, rounds=1).close()
+    return head
+
+
+@pytest.mark.parametrize("kind", ["rollback", "truncate", "replace"])
+def test_attacks_on_both_files_pass_plain_verify_and_fail_with_the_anchor(
+    tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "l.jsonl"
+    head = _attack(kind, path)
+    report = verify_ledger(path)  # nothing in the two files shows the attack ...
+    assert report.rounds_counted < 6 and report.head_hash != head
+    assert report.anchor_line is None
+    with pytest.raises(LedgerAnchorNotInChainError, match="rolled back") as exc:
+        verify_ledger(path, expect_head=head)  # ... the kept head does
+    assert exc.value.verdict == "anchor_not_in_chain" and exc.value.expected == head
+    assert isinstance(exc.value, LedgerTamperedError)
+    with pytest.raises(LedgerAnchorNotInChainError):
+        verify_ledger(path, expect_prefix=head)
+
+
+def test_an_honest_ledger_passes_with_its_anchor(tmp_path: Path) -> None:
+    path = tmp_path / "l.jsonl"
+    ledger = PrivacyLedger.create(path, delta=1e-5)
+    empty_head = ledger.head
+    assert empty_head == read_ledger(path).header.hash
+    entry = ledger.commit(ledger.begin_round(0, _cost()))
+    assert ledger.head == entry.hash
+    for r in range(1, 3):
+        ledger.commit(ledger.begin_round(r, _cost()))
+    head = ledger.head
+    ledger.close()
+    report = verify_ledger(path, expect_head=head.upper())  # case and spaces do not matter
+    assert report.head_hash == head and report.anchor_line == 4
+    assert report.entries_after_anchor == 0
+    assert verify_ledger(path, expect_prefix=empty_head).anchor_line == 1
+    # the ledger grows: the old head is still a prefix, no longer the head
+    again = PrivacyLedger.open(path)
+    again.commit(again.begin_round(3, _cost()))
+    again.close()
+    grown = verify_ledger(path, expect_prefix=head)
+    assert grown.anchor_line == 4 and grown.entries_after_anchor == 1
+    with pytest.raises(LedgerBeyondAnchorError, match="1 entries after it") as exc:
+        verify_ledger(path, expect_head=head)
+    assert exc.value.verdict == "entries_after_anchor"
+    # an edited line after the anchor is still caught by the chain
+    lines = _lines(path)
+    lines[-1] = lines[-1].replace('"steps":1', '"steps":2')
+    _write(path, lines)
+    with pytest.raises(LedgerTamperedError):
+        verify_ledger(path, expect_prefix=head)
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "g" * 64, "0" * 63, 7])
+def test_a_malformed_anchor_is_a_named_error(tmp_path: Path, bad: object) -> None:
+    path = tmp_path / "l.jsonl"
+    _ledger(path, rounds=1).close()
+    with pytest.raises(LedgerAnchorFormatError):
+        verify_ledger(path, expect_head=bad)  # type: ignore[arg-type]
+    assert issubclass(LedgerAnchorFormatError, ValueError)

@@ -26,6 +26,7 @@ from dp.mechanisms import (
     conditional_stochastic_round,
     rounded_sensitivity,
 )
+from tests.dp.stats import assert_centred_along, assert_noise, chi2_interval
 
 
 def _mech(**kw: object) -> DPFedAvg:
@@ -58,9 +59,11 @@ def test_release_uses_fixed_denominator_and_noise_std() -> None:
     out = mech.release(total, rng=rng)
     assert mech.noise_std == 2.0
     assert out.std() == pytest.approx(2.0 / 50, rel=0.01)
+    assert_noise(out, mech.noise_std / 50)  # chi^2 at confidence 1 - 1e-6
     # the number of participants is not an input: only the sum and the public m
     signal = mech.release(np.full(10, 50.0), rng=np.random.default_rng(1))
     assert np.all(np.abs(signal - 1.0) < 0.3)
+    assert_centred_along(signal - 1.0, np.ones(10), mech.noise_std / 50)
 
 
 def test_round_cost_accounts_inflated_sensitivity() -> None:
@@ -75,6 +78,10 @@ def test_round_cost_accounts_inflated_sensitivity() -> None:
     ledger = PrivacyLedger.in_memory(delta=1e-5)
     entry = ledger.commit(ledger.begin_round(0, cost))
     assert entry.params.extra["expected_clients"] == 10.0
+    # the noise released is the noise accounted: z * S on the sum, over m
+    p = entry.params
+    noise = mech.release(np.zeros(50_000), rng=np.random.default_rng(4))
+    assert_noise(noise, p.noise_multiplier * p.sensitivity / float(p.extra["expected_clients"]))
 
 
 def test_conditional_rounding_meets_its_bound() -> None:
@@ -148,3 +155,47 @@ def test_bad_updates() -> None:
         mech.clip(np.ones((2, 2)))
     with pytest.raises(UpdateError):
         mech.release(np.array([math.inf]), rng=np.random.default_rng(0))
+
+
+def test_adaptive_clipping_adds_both_accounted_noises() -> None:
+    """The update noise is z_update * C on the sum (what the ledger's ``noise_std``
+    says), and the count noise on the bits is ``count_noise_std``: recovered from each
+    clip step, log(C'/C) = -lr (noisy_bits / m + 1/2 - target), over 2 000 rounds."""
+    ada = AdaptiveClipping(
+        initial_clip=1.0, target_quantile=0.5, learning_rate=0.01, count_noise_std=5.0
+    )
+    m = 100.0
+    mech = _mech(adaptive=ada, expected_clients=m)
+    extra = mech.round_cost().params.extra
+    rng = np.random.default_rng(7)
+    before = mech.clip_norm
+    noise = mech.release(np.zeros(50_000), rng=rng, indicator_sum=0.0)
+    assert extra["noise_std"] == pytest.approx(mech.update_noise_multiplier * before)
+    assert_noise(noise * m, float(extra["noise_std"]))
+    counts = []
+    for _ in range(2000):
+        old = mech.clip_norm
+        mech.release(np.zeros(1), rng=rng, indicator_sum=0.0)
+        step = -math.log(mech.clip_norm / old) / ada.learning_rate
+        counts.append(m * (step - 0.5 + ada.target_quantile))  # noisy bits, true sum 0
+    assert_noise(np.array(counts), ada.count_noise_std)
+
+
+def test_the_noise_checks_reject_missing_short_or_shifted_noise() -> None:
+    """Controls for tests/dp/stats.py: honest Gaussian noise passes; no noise, noise
+    20% short or 20% long, and a release shifted by 20% of its clip along the signal
+    fail."""
+    rng = np.random.default_rng(11)
+    sigma, d = 0.3, 10_000
+    honest = rng.normal(0.0, sigma, d)
+    assert_noise(honest, sigma)
+    lo, hi = chi2_interval(d)
+    assert 0.9 * d < lo < d < hi < 1.1 * d  # the interval the docstring states
+    for bad in (np.zeros(d), 0.8 * honest, 1.2 * honest):
+        with pytest.raises(AssertionError, match="chi"):
+            assert_noise(bad, sigma)
+    signal = rng.uniform(-1.0, 1.0, d)
+    signal *= 50 * sigma / np.linalg.norm(signal)  # a clipped sum of norm 50 sigma
+    assert_centred_along(honest, signal, sigma)
+    with pytest.raises(AssertionError, match="along the signal"):
+        assert_centred_along(honest + 0.2 * signal, signal, sigma)

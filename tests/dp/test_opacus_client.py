@@ -19,6 +19,7 @@ from dp.errors import (  # noqa: E402
     UnsupportedModuleError,
     UnsupportedSamplerError,
 )
+from dp.ledger import read_ledger  # noqa: E402
 from dp.opacus_client import DPSGDClient  # noqa: E402
 
 
@@ -64,6 +65,10 @@ def test_learns_and_reports_the_accountants_epsilon(digits: Any, tmp_path: Path)
     for _ in range(3):  # same model and optimizer every round: no "hooks twice"
         result = client.train_round(model, opt, loader)
         total_steps += result.steps
+        # charged before release: the round is on disk when its update is returned
+        last = read_ledger(tmp_path / "alice.jsonl").entries[-1]
+        assert last.round == result.round and last.status == "committed"
+        assert last.epsilon_cumulative.rdp == pytest.approx(result.privacy.epsilon_rdp)
     model.eval()
     accuracy = (model(xt).argmax(1) == yt).float().mean().item()
     assert accuracy > 0.6  # chance is 0.1
@@ -173,3 +178,50 @@ def test_failure_mid_round_costs_nothing(digits: Any) -> None:
     assert entry.status == "aborted_unreleased" and client.epsilon() == 0.0
     client.train_round(model, opt, loader)  # hooks were removed: the next round works
     assert client.epsilon() > 0.0
+
+
+def test_dp_sgd_step_is_the_clipped_sum_plus_the_accounted_noise(
+    digits: Any, tmp_path: Path
+) -> None:
+    """One DP-SGD step over one batch of all n examples (Poisson sampling at q = 1 takes
+    every one): the update is -lr (sum_i clip_C(g_i) + N(0, (sigma C)^2)) / n. Taking out
+    the per-example clipped sum (plain autograd here) leaves a residual that passes the
+    chi^2 test of tests/dp/stats.py (confidence 1 - 1e-6) at the sigma and C the ledger
+    accounts (the noise is there), and has no component along the clipped sum (the clip
+    holds: at these sizes a clip 20% off shifts it by about 12 sigma). The round is in
+    the ledger file before train_round returns the update."""
+    from tests.dp.stats import assert_centred_along, assert_noise
+
+    x, y = digits[0][:256], digits[1][:256]
+    n, clip, lr = len(x), 0.05, 1.0
+    model = _model()
+    clipped = None
+    norms = []
+    for i in range(n):
+        model.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1]).backward()
+        g = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).double()
+        norms.append(float(g.norm()))
+        part = g * min(1.0, clip / norms[-1])
+        clipped = part if clipped is None else clipped + part
+    model.zero_grad(set_to_none=True)
+    assert clipped is not None and min(norms) > 2 * clip  # the clip binds for every example
+    client = DPSGDClient(
+        "gina",
+        max_grad_norm=clip,
+        delta=1e-4,
+        noise_multiplier=0.5,
+        ledger_path=tmp_path / "gina.jsonl",
+        noise_seed=5,
+    )
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    res = client.train_round(model, opt, DataLoader(TensorDataset(x, y), batch_size=n))
+    (entry,) = read_ledger(tmp_path / "gina.jsonl").entries  # on disk with the update
+    assert entry.round == res.round and entry.status == "committed"
+    assert res.steps == 1 and res.sample_rate == 1.0
+    p = entry.params
+    sigma = lr * p.noise_multiplier * p.clip_norm / n
+    residual = res.flat_update() + lr * clipped.numpy() / n
+    assert_noise(residual, sigma)
+    assert_centred_along(residual, clipped.numpy(), sigma)
+    client.close()
