@@ -332,7 +332,8 @@ def read_ledger(path: str | os.PathLike[str]) -> LedgerContents:
                     f"round {entries[-1].round}"
                 )
             entries.append(record)
-    assert header is not None
+    if header is None:  # pragma: no cover - an empty file was refused above
+        raise LedgerFormatError(f"{p}: no header line")
     head = _read_head(p)
     complete = len(chunks)
     if head is None:

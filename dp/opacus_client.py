@@ -211,7 +211,8 @@ class DPSGDClient:
 
     def _sigma_for(self, sample_rate: float, steps_per_round: int, n: int) -> float:
         if self._sigma is None:
-            assert self.target_epsilon is not None and self.planned_rounds is not None
+            if self.target_epsilon is None or self.planned_rounds is None:
+                raise ValueError("a target epsilon needs planned_rounds (or give noise_multiplier)")
             check_delta(self.delta, population=n)
             self._sigma = calibrate_noise(
                 target_epsilon=self.target_epsilon,

@@ -4,11 +4,14 @@ model, account every round, and keep one :class:`RoundRecord` per round.
 
 One round, in order:
 
-1. sample participants (uniform without replacement, or Poisson for DP-FedAvg), leaving
-   out clients that already contributed for this exact model hash without fresh DP noise
-   (a failed round leaves the model unchanged; see :mod:`protocols.differencing`);
-2. ``begin_round`` on the server ledger (budget guard; a refusal stops training with
+1. ``begin_round`` on the server ledger (budget guard; a refusal stops training with
    nothing written);
+2. sample participants: for DP-FedAvg, Poisson with secret coins from the OS CSPRNG,
+   drawn by the privacy layer (its accounting checks the rate, the population and the
+   fixed denominator); otherwise uniform without replacement (or Poisson) from the
+   experiment's seeded generator, leaving out clients that already contributed for this
+   exact model hash without fresh DP noise (a failed round leaves the model unchanged;
+   see :mod:`protocols.differencing`);
 3. local training on a copy of the global model; a client whose training raises drops
    out of the round (it never shows up: dropout at ``start``); a simulated fraction of
    the rest vanishes at ``dropout_step``;
@@ -44,6 +47,7 @@ from protocols.backends import make_backend
 from protocols.data import FederatedData
 from protocols.experiment import ExperimentConfig
 from protocols.params import ParamSpec, flatten_model, load_flat, model_hash
+from protocols.participation import Participation
 from protocols.privacy_layer import PrivacyLayer
 
 DEFAULT_HIDDEN = (64,)
@@ -217,6 +221,11 @@ class FedAvg:
                 sensitivity=sens,
             )
         sizes = self.data.sizes
+        participation = (
+            Participation.poisson(self.per_round / self.num_clients, self.num_clients)
+            if mech is not None
+            else None
+        )
         return PrivacyLayer(
             backend=backend,
             clip=b.clip,
@@ -226,6 +235,7 @@ class FedAvg:
             ledger=self.ledger,
             seed=self.cfg.experiment.seed,
             noise_seed=self.cfg.experiment.seed + 1,
+            participation=participation,
         )
 
     # -- one round ------------------------------------------------------------------------
@@ -309,16 +319,17 @@ class FedAvg:
         timings: dict[str, float] = {}
         fresh = self.cfg.dp.mechanism == "dp_sgd"
         candidates = self.layer.guard.eligible(mhash, range(self.num_clients), fresh_noise=fresh)
-        participants = self._sample(list(candidates))
         t0 = time.perf_counter()
         from dp.errors import BudgetExceededError
 
         try:
             ticket = self.layer.begin_round(self._dp_sgd_cost() if fresh else None)
         except BudgetExceededError as exc:
-            return self._record(
-                rnd, "budget_exhausted", participants, [], [], None, error=exc
-            ), global_vec
+            return self._record(rnd, "budget_exhausted", [], [], [], None, error=exc), global_vec
+        # DP-FedAvg: the layer drew the cohort with secret Poisson coins (amplification)
+        participants = (
+            list(ticket.cohort) if ticket.cohort is not None else self._sample(list(candidates))
+        )
         timings["dp"] = time.perf_counter() - t0
         updates: dict[int, np.ndarray] = {}
         failed: list[int] = []
@@ -354,7 +365,8 @@ class FedAvg:
             rec = self._record(rnd, "failed", participants, [], failed, out, error=out.error)
             rec.timings.update(timings)
             return rec, global_vec
-        assert out.update is not None
+        if out.update is None:
+            raise RuntimeError(f"round {rnd}: the backend reported success without an update")
         new_vec = global_vec + self.cfg.training.server_lr * out.update
         rec = self._record(rnd, "ok", participants, list(out.survivors), failed, out)
         rec.timings.update(timings)

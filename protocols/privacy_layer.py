@@ -6,7 +6,12 @@ aggregate (the weighted mean update, DP-noised when DP-FedAvg is on), the surviv
 the ledger entry of the round. Per round the layer:
 
 1. asks the ledger's budget guard (``begin_round``): a refusal raises
-   :class:`dp.BudgetExceededError` and nothing is written or sent;
+   :class:`dp.BudgetExceededError` and nothing is written or sent; with Poisson
+   ``participation`` it also draws the round's cohort from the OS CSPRNG
+   (``ticket.cohort``), and only those clients may contribute. DP-FedAvg is checked
+   against the participation at construction and every round
+   (:class:`~protocols.participation.AccountingAssumptionError`): every client in every
+   round means sample_rate 1;
 2. refuses a client that already contributed for the same model hash in this session
    without fresh DP noise (:class:`RepeatedContributionError`, multi-round differencing);
 3. clips each update (coordinates to ``[-clip, clip]``; L2 to C for DP-FedAvg), weights
@@ -41,6 +46,7 @@ import torch
 from protocols.backends import AggregationBackend, RoundInfo, make_backend
 from protocols.differencing import ContributionGuard
 from protocols.errors import AggregationAbortedError, ProtocolLayerError
+from protocols.participation import Participation, check_dp_fedavg
 
 FloatVector = npt.NDArray[np.float64]
 WEIGHTINGS = ("uniform", "examples")
@@ -54,10 +60,12 @@ class WeightingError(ProtocolLayerError, ValueError):
 
 @dataclass(frozen=True)
 class RoundTicket:
-    """A round the budget guard let start (``pending`` is the ledger's PendingRound)."""
+    """A round the budget guard let start (``pending`` is the ledger's PendingRound;
+    ``cohort`` the clients sampled for it, ``None`` when every client takes part)."""
 
     round: int
     pending: Any
+    cohort: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -105,6 +113,10 @@ class PrivacyLayer:
             of each round, fine in simulation; fix it in a deployment).
         dp: a :class:`dp.DPFedAvg` for user-level DP (central noise after aggregation).
         ledger: a :class:`dp.PrivacyLedger`; every round with a DP cost lands in it.
+        participation: how clients take part (:class:`protocols.participation.
+            Participation`); default every client in every round, the population fixed
+            by the first round. With Poisson sampling clients are ``0..N-1`` and each
+            round's cohort is ``begin_round().cohort``.
         noise_seed: seeds the DP-FedAvg noise (tests only; ``None`` uses the OS).
     """
 
@@ -121,6 +133,7 @@ class PrivacyLayer:
         session_id: bytes | None = None,
         seed: int | None = None,
         noise_seed: int | None = None,
+        participation: Participation | None = None,
     ) -> None:
         self.backend = (
             make_backend(backend, **dict(backend_params or {}))
@@ -138,6 +151,11 @@ class PrivacyLayer:
         self.max_weight = max_weight
         self.dp = dp
         self.ledger = ledger
+        self.participation = participation or Participation.everyone()
+        if dp is not None:
+            check_dp_fedavg(dp, self.participation, where="PrivacyLayer")
+        pop = self.participation.population
+        self._population: frozenset[int] | None = frozenset(range(pop)) if pop is not None else None
         self.session_id = session_id if session_id is not None else os.urandom(16)
         self.guard = ContributionGuard(self.session_id)
         self._seed = np.random.SeedSequence(seed)
@@ -160,7 +178,10 @@ class PrivacyLayer:
         pending = None
         if cost is not None and self.ledger is not None:
             pending = self.ledger.begin_round(rid, cost)
-        self._ticket = RoundTicket(rid, pending)
+        cohort = None
+        if self.participation.sampling != "all" and self._population is not None:
+            cohort = tuple(self.participation.sample(self._population))
+        self._ticket = RoundTicket(rid, pending, cohort)
         return self._ticket
 
     def abandon_round(self, ticket: RoundTicket) -> Any:
@@ -208,6 +229,7 @@ class PrivacyLayer:
         drops = _dropout_map(dropouts)
         senders = [c for c in ids if c not in drops or drops[c] in _SENT_INPUT]
         try:
+            self._check_participants(ids, ticket)
             self.guard.check(model_hash, senders, fresh_noise=fresh_noise)
             vectors = self._vectors(ids, updates, weights)
         except BaseException:
@@ -269,6 +291,16 @@ class PrivacyLayer:
             total_weight=weight,
             timings={"aggregate": t1 - t0, "dp_release": t2 - t1},
         )
+
+    def _check_participants(self, ids: list[int], ticket: RoundTicket) -> None:
+        """Refuse participants the DP accounting does not cover (see module docs)."""
+        if self.dp is None or not ids:  # no clients: the round aborts, nothing is sent
+            return
+        if self._population is None:  # every client, every round: the first fixes who
+            check_dp_fedavg(self.dp, Participation.everyone(len(ids)), where="PrivacyLayer")
+            self._population = frozenset(ids)
+        allowed = self._population if ticket.cohort is None else ticket.cohort
+        self.participation.check_round(ids, allowed)
 
     def _vectors(
         self, ids: list[int], updates: Mapping[int, Any], weights: Mapping[int, float] | None

@@ -9,7 +9,8 @@ its session, round and parties and makes a message from one context useless in a
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 from secagg.errors import ContextError
 
@@ -32,17 +33,37 @@ def canonical(label: str, *fields: Field) -> bytes:
     """Encode ``label`` and ``fields`` injectively (type tag + length prefix per field)."""
     if not isinstance(label, str) or not label:
         raise ContextError("context label must be a non-empty str")
-    out = [CONTEXT_VERSION, _encode_str(label)]
+    return _prefix(label) + _encode_fields(fields)
+
+
+@lru_cache(maxsize=1024)
+def _prefix(label: str) -> bytes:
+    return CONTEXT_VERSION + _encode_str(label)
+
+
+_PACK_LEN = struct.Struct(">I").pack
+_PACK_INT = struct.Struct(">Q").pack
+
+
+def _encode_fields(fields: tuple[Field, ...]) -> bytes:
+    out = []
     for f in fields:
-        if isinstance(f, bool):
+        t = type(f)
+        if t is bytes:
+            out.append(_TAG_BYTES + _PACK_LEN(len(f)) + f)  # type: ignore[arg-type, operator]
+        elif t is int:
+            if f < 0 or f > 2**64 - 1:  # type: ignore[operator]
+                raise ContextError(f"integer context field {f!r} outside [0, 2^64)")
+            out.append(_TAG_INT + _PACK_INT(f))
+        elif isinstance(f, bool):
             raise ContextError("bool is not a context field; use an int")
-        if isinstance(f, bytes | bytearray | memoryview):
+        elif isinstance(f, bytes | bytearray | memoryview):
             b = bytes(f)
-            out.append(_TAG_BYTES + struct.pack(">I", len(b)) + b)
+            out.append(_TAG_BYTES + _PACK_LEN(len(b)) + b)
         elif isinstance(f, int):
             if f < 0 or f > 2**64 - 1:
                 raise ContextError(f"integer context field {f} outside [0, 2^64)")
-            out.append(_TAG_INT + struct.pack(">Q", f))
+            out.append(_TAG_INT + _PACK_INT(int(f)))
         elif isinstance(f, str):
             out.append(_encode_str(f))
         else:
@@ -91,6 +112,9 @@ class RoundContext:
 
     session_id: bytes
     round_index: int
+    _prefixes: dict[str, bytes] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         check_session_id(self.session_id)
@@ -98,4 +122,16 @@ class RoundContext:
 
     def encode(self, label: str, *fields: Field) -> bytes:
         """Canonical bytes of ``label``, this session and round, then ``fields``."""
-        return canonical(label, self.session_id, self.round_index, *fields)
+        return self.prefix(label) + _encode_fields(fields)
+
+    def prefix(self, label: str) -> bytes:
+        """Canonical bytes of ``label``, this session and round (cached per label).
+
+        Hot paths append a fixed layout to it (fixed-width fields, at most one
+        variable field, last): for one label the layout never changes, so the encoding
+        stays injective without a tag and length per field.
+        """
+        pre = self._prefixes.get(label)
+        if pre is None:
+            pre = self._prefixes[label] = canonical(label, self.session_id, self.round_index)
+        return pre

@@ -21,14 +21,14 @@ import os
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from secagg.context import RoundContext, canonical, check_party
 from secagg.errors import DecryptionError, KeyFormatError, SignatureError
+from secagg.kdf import hkdf_sha256
 
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
@@ -117,7 +117,7 @@ def _exchange(private: X25519PrivateKey, peer_public: bytes) -> bytes:
 
 def hkdf(secret: bytes, info: bytes, length: int = 32, salt: bytes = _HKDF_SALT) -> bytes:
     """HKDF-SHA256 (RFC 5869)."""
-    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(secret)
+    return hkdf_sha256(secret, info, length, salt)
 
 
 def derive_pairwise_seed(shared_secret: bytes, ctx: RoundContext, u: int, v: int) -> bytes:

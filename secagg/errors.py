@@ -154,3 +154,48 @@ class ReconstructionError(RoundAbortedError):
 
 class ProtocolUsageError(ProtocolError):
     """The local caller misused a state machine (e.g. no input set before masking)."""
+
+
+# --- trust provisioned out of band ---------------------------------------------------
+
+
+class PolicyViolationError(ProtocolViolationError):
+    """The server's session parameters are not exactly the ones the client's security
+    policy fixes (a weaker setting, threshold, graph, or another parameter search)."""
+
+
+class RegistryError(ConfigError):
+    """A registry or identity file is malformed, or does not match the other."""
+
+
+class ReplayedSessionError(WrongSessionError):
+    """A session whose counter is not above the last one this client accepted (a
+    replayed or re-started bootstrap)."""
+
+
+# --- neighbourhood evidence ---------------------------------------------------------
+
+
+class NeighbourhoodError(ProtocolViolationError):
+    """A per-neighbour list holds a client outside this client's neighbourhood, misses
+    one inside it (neither present nor marked absent), or contradicts an earlier step."""
+
+
+class DropoutBudgetExceededError(SurvivorSetTooSmallError):
+    """More of this client's neighbours on one side are not certified alive than the
+    policy's dropout budget allows: a server cutting the graph would look like this."""
+
+
+class DealerMisbehaviourError(RoundAbortedError):
+    """A client dealt shares that do not match its signed commitment; ``owner`` names it
+    and ``proof`` lets anyone check it against the registry."""
+
+    def __init__(self, message: str, *, owner: int, proof: object | None = None) -> None:
+        super().__init__(message)
+        self.owner = owner
+        self.proof = proof
+
+
+class BadShareError(ProtocolViolationError):
+    """A released share does not match the digest its owner committed to: the holder
+    that sent it is excluded and the secret is rebuilt from verified shares."""

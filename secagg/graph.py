@@ -1,84 +1,231 @@
-"""Neighbour graphs for pairwise masking, and the choice of their parameters.
+"""The SecAgg+ neighbour graph: a circulant (Harary) ring over a population.
 
 SecAgg (Bonawitz et al. 2017) masks every pair of clients: the complete graph. SecAgg+
-(Bell et al. 2020) masks and shares secrets only along the edges of a sparse random
-k-regular graph, which cuts per-client cost from O(n) to O(k) with k = O(log n).
+(Bell et al. 2020) masks and shares secrets only along the edges of a sparse graph of
+degree k = O(log n), which cuts per-client cost from O(n) to O(k).
 
-The graph here is a circulant (Harary) graph over a random ordering of the clients: in a
-cyclic order drawn from a public seed, every client is linked to the k/2 clients on each
-side. Each client's neighbourhood is then a uniform k-subset of the others, which is the
-property the failure bounds below use. The seed must be fixed only after every client has
-advertised its keys (the protocol hashes the advertisements), so a server cannot redraw
-the graph until a victim is surrounded by clients it controls.
+The graph here is a circulant graph over a random cyclic order of the population: in an
+order drawn from a seed, every client is linked to the k/2 clients on each side. Each
+client's neighbourhood is then a uniform k-subset of the others (what the failure
+bounds of :mod:`secagg.parameters` use), and it is *local*: the neighbours of a
+client's neighbours lie within ring distance k of it, so the evidence a client needs
+about its neighbourhood (:mod:`secagg.attestation`) comes from O(k) clients.
 
-Parameter choice. Shares of a client's secrets go to its neighbourhood: itself and its k
-neighbours, m = k + 1 holders, any t of whom reconstruct. With n clients, a fraction
-gamma of them corrupt (C = floor(gamma n)) and a fraction delta dropping out
-(D = floor(delta n)), three events break the protocol; each is bounded exactly from
-hypergeometric tails (a union bound over clients):
+The graph is built over the whole population (client ids 0..n-1), not over the clients
+that happen to show up: who advertised keys cannot change it. Where the seed comes from
+is the caller's decision and the security argument's: in the active setting it is fixed
+at provisioning, after the registry is sealed (:class:`secagg.registry.Registry`), so no
+value the server sends re-draws it.
 
-* privacy, threshold: some honest client has too many corrupt neighbours: c >= t
-  (honest-but-curious) or 2t <= m + c (active server, which can ask different honest
-  neighbours for different shares; Bonawitz et al.'s 2t > n + n_C, per neighbourhood);
-* privacy, connectivity: corrupt plus dropped clients cover two separate runs of k/2
-  consecutive clients of the cyclic order, which splits the honest survivors into
-  components whose partial sums would leak;
-* correctness: some client keeps fewer than t surviving holders (dropouts, plus corrupt
-  clients that stop answering in the active setting).
-
-``choose_parameters`` returns the smallest even k (and the smallest t) for which the two
-privacy events together have probability at most 2^-sigma and correctness fails with
-probability at most 2^-eta, falling back to the complete graph, where the bounds are
-deterministic. Assumption: corruptions and dropouts do not depend on the graph (the
-graph is drawn after keys are committed); the protocol adds a deterministic guard for a
-server that lies about dropouts (honest clients refuse to unmask when their connected
-component among the survivors is smaller than ``min_aggregate``).
+Finding one client's neighbours hashes every id once (O(n) symmetric work, about 10 ms at
+n = 10^4) and is cached per (n, seed); nothing else is O(n).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Literal
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from secagg.errors import ConfigError
 
-GraphKind = Literal["complete", "secagg+"]
 #: Never share with t = 1: one holder would then hold the secret itself.
 MIN_THRESHOLD = 2
-Setting = Literal["honest_but_curious", "active"]
+_ORDER_LABEL = b"secagg/graph/v2"
 
 
-# --- the graph ---------------------------------------------------------------------
+@lru_cache(maxsize=8)
+def _order(size: int, seed: bytes) -> npt.NDArray[np.int32]:
+    """A random cyclic order of 0..size-1 determined by ``seed`` (a keyed sort)."""
+    keys = [
+        hashlib.sha256(_ORDER_LABEL + seed + c.to_bytes(4, "big")).digest() for c in range(size)
+    ]
+    order = sorted(range(size), key=keys.__getitem__)
+    out = np.asarray(order, dtype=np.int32)
+    out.setflags(write=False)
+    return out
 
 
-def _order(clients: Sequence[int], seed: bytes) -> list[int]:
-    """A random cyclic order of ``clients`` determined by ``seed`` (keyed sort)."""
+@dataclass(frozen=True)
+class Graph:
+    """The neighbour graph of a population of ``size`` clients.
 
-    def key(c: int) -> bytes:
-        return hashlib.sha256(b"secagg/graph/v1" + seed + c.to_bytes(4, "big")).digest()
+    ``k`` is the degree: even and below ``size - 1`` for SecAgg+, or ``None`` (or any
+    ``k >= size - 1``) for the complete graph. Client ids are 0..size-1.
+    """
 
-    return sorted(clients, key=key)
+    size: int
+    k: int | None
+    seed: bytes
+    _order: npt.NDArray[np.int32] = field(init=False, repr=False, compare=False)
+    _position: npt.NDArray[np.int32] = field(init=False, repr=False, compare=False)
+    _memo: dict[tuple[str, int], Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        n, k = self.size, self.k
+        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+            raise ConfigError(f"a graph needs an int population of at least 2, got {n!r}")
+        if not isinstance(self.seed, bytes) or not 16 <= len(self.seed) <= 64:
+            raise ConfigError("the graph seed must be 16..64 bytes")
+        if k is not None:
+            if isinstance(k, bool) or not isinstance(k, int) or k < 2 or k % 2:
+                raise ConfigError(f"SecAgg+ degree k must be an even int >= 2, got {k!r}")
+            if k >= n - 1:
+                object.__setattr__(self, "k", None)
+        order = _order(n, self.seed) if self.k is not None else np.arange(n, dtype=np.int32)
+        position = np.empty(n, dtype=np.int32)
+        position[order] = np.arange(n, dtype=np.int32)
+        object.__setattr__(self, "_order", order)
+        object.__setattr__(self, "_position", position)
+        object.__setattr__(self, "_memo", {})
+
+    @classmethod
+    def build(cls, size: int, k: int | None, seed: bytes) -> Graph:
+        """The graph for (size, k, seed), shared by every caller in this process (one
+        position table, one neighbour cache, however many clients are simulated)."""
+        return _build(size, None if k is None or k >= size - 1 else k, seed)
+
+    def _cached(self, what: str, c: int, make: Any) -> Any:
+        key = (what, c)
+        v = self._memo.get(key)
+        if v is None:
+            v = self._memo[key] = make()
+        return v
+
+    # -- structure --------------------------------------------------------------------
+
+    @property
+    def complete(self) -> bool:
+        """True for SecAgg's complete graph."""
+        return self.k is None
+
+    @property
+    def degree(self) -> int:
+        """Neighbours per client (``size - 1`` for the complete graph)."""
+        return self.size - 1 if self.k is None else self.k
+
+    def check_client(self, c: int) -> int:
+        """``c`` as a valid client id, or :class:`ConfigError`."""
+        if isinstance(c, bool) or not isinstance(c, int | np.integer) or not 0 <= c < self.size:
+            raise ConfigError(f"client id {c!r} outside 0..{self.size - 1}")
+        return int(c)
+
+    def position(self, c: int) -> int:
+        """Where client ``c`` sits in the cyclic order."""
+        return int(self._position[self.check_client(c)])
+
+    def at(self, position: int) -> int:
+        """The client at ``position`` (taken modulo the ring size)."""
+        return int(self._order[position % self.size])
+
+    def offset(self, owner: int, other: int) -> int:
+        """Signed ring offset of ``other`` from ``owner``, in (-size/2, size/2]."""
+        d = (self.position(other) - self.position(owner)) % self.size
+        return d - self.size if d > self.size // 2 else d
+
+    def adjacent(self, a: int, b: int) -> bool:
+        """Whether ``a`` and ``b`` are neighbours."""
+        if a == b:
+            return False
+        return self.k is None or abs(self.offset(a, b)) <= self.k // 2
+
+    def window(self, c: int, radius: int) -> tuple[int, ...]:
+        """Every client within ring distance ``radius`` of ``c`` (itself included), sorted."""
+        if self.k is None or 2 * radius + 1 >= self.size:
+            return tuple(range(self.size))
+        p = self.position(c)
+        idx = np.arange(p - radius, p + radius + 1) % self.size
+        return tuple(sorted(int(v) for v in self._order[idx]))
+
+    def neighbours(self, c: int) -> tuple[int, ...]:
+        """The k neighbours of ``c`` (all other clients for the complete graph), sorted."""
+        half = self.degree // 2 if self.k is not None else self.size
+        return self._cached("nb", c, lambda: tuple(v for v in self.window(c, half) if v != c))  # type: ignore[no-any-return]
+
+    def holders(self, owner: int) -> tuple[int, ...]:
+        """Who holds shares of ``owner``'s secrets: itself and its neighbours, sorted."""
+        return self._cached("h", owner, lambda: tuple(sorted((*self.neighbours(owner), owner))))  # type: ignore[no-any-return]
+
+    def view_positions(self, c: int) -> npt.NDArray[np.int64]:
+        """Positions of ``c``'s neighbours in the canonical view order: offsets -k/2..-1,
+        +1..+k/2 on a sparse ring; every other position, ascending, if complete."""
+        return self._cached("vp", c, lambda: self._view_positions(c))  # type: ignore[no-any-return]
+
+    def _view_positions(self, c: int) -> npt.NDArray[np.int64]:
+        p = self.position(c)
+        if self.k is None:
+            out = np.array([q for q in range(self.size) if q != p], dtype=np.int64)
+        else:
+            half = self.k // 2
+            offsets = np.concatenate([np.arange(-half, 0), np.arange(1, half + 1)])
+            out = (p + offsets) % self.size
+        out.setflags(write=False)
+        return out
+
+    def view_order(self, c: int) -> tuple[int, ...]:
+        """``c``'s neighbours in the canonical view order."""
+        return self._cached(  # type: ignore[no-any-return]
+            "vo", c, lambda: tuple(int(v) for v in self._order[self.view_positions(c)])
+        )
+
+    def share_index(self, owner: int, holder: int) -> int:
+        """The Shamir x-coordinate (1..k+1) of ``holder``'s share of ``owner``'s secrets.
+
+        Fixed by the graph alone: absent holders keep their index, so client and server
+        agree without knowing who showed up.
+        """
+        index = self._cached(
+            "ix", owner, lambda: {h: i + 1 for i, h in enumerate(self.holders(owner))}
+        )
+        try:
+            return int(index[holder])
+        except KeyError as exc:
+            raise ConfigError(f"client {holder} holds no share of {owner}") from exc
+
+    def side(self, owner: int, holder: int) -> int:
+        """Which side of ``owner`` ``holder`` sits on: -1 before it, +1 after it in the
+        cyclic order, 0 for the owner itself (and everyone in the complete graph)."""
+        if holder == owner or self.k is None:
+            return 0
+        return 1 if self.offset(owner, holder) > 0 else -1
+
+    def side_of(self, owner: int, side: int) -> tuple[int, ...]:
+        """``owner``'s k/2 neighbours on one side (+1 after, -1 before); every neighbour
+        for the complete graph or ``side == 0``."""
+        if self.k is None or side == 0:
+            return self.neighbours(owner)
+        p = self.position(owner)
+        half = self.k // 2
+        steps = range(1, half + 1)
+        return tuple(sorted(self.at(p + side * j) for j in steps))
+
+
+@lru_cache(maxsize=16)
+def _build(size: int, k: int | None, seed: bytes) -> Graph:
+    return Graph(size, k, seed)
 
 
 def neighbours(clients: Iterable[int], k: int | None, seed: bytes) -> dict[int, frozenset[int]]:
-    """The neighbour sets of ``clients``: complete if ``k`` is None or >= len - 1."""
+    """The neighbour sets of a ring over ``clients`` (any distinct ids), by id.
+
+    A convenience for analyses over arbitrary id sets; the protocol itself uses
+    :class:`Graph` over the whole population.
+    """
     ids = sorted(set(clients))
-    n = len(ids)
-    if k is None or k >= n - 1:
-        every = frozenset(ids)
-        return {c: every - {c} for c in ids}
-    if k < 2 or k % 2:
-        raise ConfigError(f"SecAgg+ degree k must be even and >= 2, got {k}")
-    order = _order(ids, seed)
-    half = k // 2
-    out: dict[int, frozenset[int]] = {}
-    for i, c in enumerate(order):
-        out[c] = frozenset(order[(i + j) % n] for j in range(-half, half + 1) if j != 0)
-    return out
+    if len(ids) < 2:
+        return {c: frozenset() for c in ids}
+    ring = Graph(len(ids), k if k is None or k < len(ids) - 1 else None, _pad_seed(seed))
+    return {ids[i]: frozenset(ids[v] for v in ring.neighbours(i)) for i in range(len(ids))}
+
+
+def _pad_seed(seed: bytes) -> bytes:
+    return seed if len(seed) >= 16 else hashlib.sha256(seed).digest()
 
 
 def component_of(
@@ -99,139 +246,107 @@ def component_of(
     return seen
 
 
-# --- failure bounds ----------------------------------------------------------------
+def ring_components(ring: Graph, members: Iterable[int]) -> list[list[int]]:
+    """Connected components of the ring restricted to ``members``, in O(n).
+
+    On a circulant ring two members are connected exactly when no run of k/2 or more
+    consecutive non-members separates them, so one scan of the cyclic order finds them.
+    """
+    keep = np.zeros(ring.size, dtype=bool)
+    for c in members:
+        keep[ring.position(c)] = True
+    pos = np.flatnonzero(keep)
+    if pos.size == 0:
+        return []
+    if ring.k is None:
+        return [sorted(ring.at(int(p)) for p in pos)]
+    gaps = np.diff(np.append(pos, pos[0] + ring.size)) - 1  # non-members after each member
+    cut = np.flatnonzero(gaps >= ring.k // 2)
+    if cut.size == 0:
+        return [sorted(ring.at(int(p)) for p in pos)]
+    parts = []
+    starts = (cut + 1) % pos.size
+    for a, b in zip(starts, np.roll(starts, -1), strict=True):
+        idx = np.arange(a, b if b > a else b + pos.size) % pos.size
+        parts.append(sorted(ring.at(int(pos[i])) for i in idx))
+    return parts
 
 
-@lru_cache(maxsize=4096)
-def _log_comb(n: int, k: int) -> float:
-    if k < 0 or k > n:
-        return -math.inf
-    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+def min_covered(size: int, k: int, per_side: int) -> int:
+    """Lower bound on the honest inputs in any sum the server can unmask (active rules).
+
+    Suppose every member ``o`` of an unmaskable set T has at most ``per_side``
+    (= beta) clients outside T among its k/2 neighbours on each side. Then T has no run
+    of k/2 outsiders (a member next to it would see k/2 on one side), so from any member
+    ``o_i`` the last member ``o_{i+1}`` within its k/2 forward neighbours exists; the
+    r outsiders after ``o_{i+1}`` in that side and the h outsiders before it share the
+    side's budget, r + h <= beta, so the segment ``(o_i, o_{i+1}]`` of length
+    ``k/2 - r`` holds at least ``k/2 - beta`` members. At least ``ceil(2n/k - 1)``
+    whole segments fit in one lap of the ring (docs/secagg.md, "The active-setting
+    guarantee"). For the complete graph every member sees every outsider: ``n - beta``.
+    """
+    if k >= size - 1:
+        return max(size - per_side, 0)
+    half = k // 2
+    if per_side >= half:
+        return 0
+    return max(math.ceil(2 * size / k - 1), 1) * (half - per_side)
 
 
-def hypergeom_tail(population: int, marked: int, draws: int, at_least: int) -> float:
-    """P[X >= at_least] for X ~ Hypergeometric(population, marked, draws)."""
-    lo = max(at_least, 0, draws - (population - marked))
-    hi = min(draws, marked)
-    if lo > hi:
-        return 0.0
-    denom = _log_comb(population, draws)
-    logs = [
-        _log_comb(marked, i) + _log_comb(population - marked, draws - i) - denom
-        for i in range(lo, hi + 1)
-    ]
-    top = max(logs)
-    return min(1.0, math.exp(top) * sum(math.exp(v - top) for v in logs))
+class MemberGraph:
+    """A ring over an arbitrary set of client ids: the honest-but-curious graph over the
+    clients that advertised keys (the honest server builds it and tells each client its
+    neighbours; who shows up shapes it, which only an honest server may do)."""
 
-
-@dataclass(frozen=True)
-class GraphParameters:
-    """Chosen graph degree and threshold, with the failure probabilities they give."""
-
-    num_clients: int
-    k: int  # neighbours per client (n - 1 for the complete graph)
-    threshold: int  # t, out of k + 1 share holders
-    kind: GraphKind
-    corrupt: int  # C, corrupt clients tolerated
-    dropouts: int  # D, dropouts tolerated
-    privacy_failure: float  # bound on P[privacy event]
-    correctness_failure: float  # bound on P[correctness event]
-    sigma: int
-    eta: int
+    def __init__(self, members: Iterable[int], k: int | None, seed: bytes) -> None:
+        self.members = tuple(sorted(set(members)))
+        if len(self.members) < 2:
+            raise ConfigError("a graph needs at least two members")
+        self._local = {c: i for i, c in enumerate(self.members)}
+        kk = None if k is None or k >= len(self.members) - 1 else k
+        self._g = Graph.build(len(self.members), kk, _pad_seed(seed))
+        self._nbrs: dict[int, tuple[int, ...]] = {}
+        self._index: dict[int, dict[int, int]] = {}
 
     @property
-    def holders(self) -> int:
-        """Share holders per client: itself and its k neighbours."""
-        return self.k + 1
+    def complete(self) -> bool:
+        """True when the members form a complete graph."""
+        return self._g.complete
 
+    @property
+    def degree(self) -> int:
+        """Neighbours per member."""
+        return self._g.degree
 
-def failure_bounds(
-    n: int, k: int, t: int, corrupt: int, dropouts: int, setting: Setting
-) -> tuple[float, float]:
-    """Union bounds on (privacy failure, correctness failure) for degree k, threshold t."""
-    if k >= n - 1:  # complete graph: deterministic
-        m = n
-        priv_ok = corrupt < t if setting == "honest_but_curious" else 2 * t > m + corrupt
-        gone = dropouts + (corrupt if setting == "active" else 0)
-        return (0.0 if priv_ok else 1.0), (0.0 if m - gone >= t else 1.0)
-    m = k + 1
-    honest = n - corrupt
-    # corrupt neighbours c of one honest client: Hyp(n - 1, corrupt, k)
-    bad_c = t if setting == "honest_but_curious" else max(2 * t - m, 0)
-    p_thr = honest * hypergeom_tail(n - 1, corrupt, k, bad_c)
-    # two disjoint runs of k/2 removed clients in the cyclic order (at most n^2/2 places)
-    removed = min(corrupt + dropouts, n)
-    p_conn = (n * (n - 1) / 2) * math.exp(_log_comb(removed, k) - _log_comb(n, k))
-    # a client keeps fewer than t of its k + 1 holders: more than m - t of its k
-    # neighbours gone (itself counted as gone too, in the worst case)
-    gone = min(dropouts + (corrupt if setting == "active" else 0), n - 1)
-    p_corr = n * hypergeom_tail(n - 1, gone, k, m - t)
-    return min(1.0, p_thr + p_conn), min(1.0, p_corr)
+    def _of(self, c: int) -> int:
+        try:
+            return self._local[c]
+        except KeyError as exc:
+            raise ConfigError(f"client {c} is not a member of this graph") from exc
 
+    def neighbours(self, c: int) -> tuple[int, ...]:
+        """``c``'s neighbours among the members, sorted (cached: O(k) per member)."""
+        got = self._nbrs.get(c)
+        if got is None:
+            got = tuple(sorted(self.members[v] for v in self._g.neighbours(self._of(c))))
+            self._nbrs[c] = got
+        return got
 
-def choose_parameters(
-    num_clients: int,
-    *,
-    corrupt_fraction: float = 0.1,
-    dropout_fraction: float = 0.2,
-    sigma: int = 40,
-    eta: int = 20,
-    setting: Setting = "active",
-    graph: GraphKind | None = None,
-) -> GraphParameters:
-    """Smallest even k and smallest t meeting 2^-sigma (privacy) and 2^-eta (correctness).
+    def holders(self, owner: int) -> tuple[int, ...]:
+        """``owner`` and its neighbours, sorted."""
+        return tuple(sorted((*self.neighbours(owner), owner)))
 
-    ``graph="complete"`` forces SecAgg's complete graph; ``"secagg+"`` refuses to fall
-    back to it; ``None`` picks SecAgg+ when a sparse graph meets the bounds. Impossible
-    requests raise :class:`ConfigError` naming the constraint that cannot be met.
-    """
-    n = num_clients
-    if isinstance(n, bool) or not isinstance(n, int) or n < 3:
-        raise ConfigError(f"num_clients must be an int >= 3, got {n!r}")
-    for name, f in (("corrupt_fraction", corrupt_fraction), ("dropout_fraction", dropout_fraction)):
-        if not isinstance(f, int | float) or not 0 <= f < 1:
-            raise ConfigError(f"{name} must be in [0, 1), got {f!r}")
-    if corrupt_fraction + dropout_fraction >= 1:
-        raise ConfigError("corrupt_fraction + dropout_fraction must be < 1")
-    for name, v in (("sigma", sigma), ("eta", eta)):
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 256:
-            raise ConfigError(f"{name} must be an int in [1, 256], got {v!r}")
-    if setting not in ("honest_but_curious", "active"):
-        raise ConfigError(f"setting must be 'honest_but_curious' or 'active', got {setting!r}")
-    corrupt = math.floor(corrupt_fraction * n)
-    dropouts = math.floor(dropout_fraction * n)
-    p_sec, p_cor = 2.0**-sigma, 2.0**-eta
+    def share_index(self, owner: int, holder: int) -> int:
+        """``holder``'s Shamir x-coordinate for ``owner``'s secrets (1..k+1)."""
+        index = self._index.get(owner)
+        if index is None:
+            index = {h: i + 1 for i, h in enumerate(self.holders(owner))}
+            self._index[owner] = index
+        try:
+            return index[holder]
+        except KeyError as exc:
+            raise ConfigError(f"client {holder} holds no share of {owner}") from exc
 
-    candidates: list[int] = []
-    if graph in (None, "secagg+"):
-        candidates += list(range(2, n - 1, 2))
-    if graph in (None, "complete"):
-        candidates.append(n - 1)
-    if not candidates:
-        raise ConfigError(f"no SecAgg+ degree below n - 1 = {n - 1}; use the complete graph")
-    for k in candidates:
-        m = min(k + 1, n)
-        # privacy improves and correctness worsens as t grows: find the smallest t that
-        # is private enough (binary search), then check that it is still correct.
-        lo, hi = MIN_THRESHOLD, m
-        if failure_bounds(n, k, hi, corrupt, dropouts, setting)[0] > p_sec:
-            continue
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if failure_bounds(n, k, mid, corrupt, dropouts, setting)[0] <= p_sec:
-                hi = mid
-            else:
-                lo = mid + 1
-        priv, corr = failure_bounds(n, k, lo, corrupt, dropouts, setting)
-        if corr <= p_cor:
-            kind: GraphKind = "complete" if k >= n - 1 else "secagg+"
-            return GraphParameters(
-                n, min(k, n - 1), lo, kind, corrupt, dropouts, priv, corr, sigma, eta
-            )
-    rule = "2t > n + n_C" if setting == "active" else "t > n_C"
-    raise ConfigError(
-        f"no (k, t) meets the request for n={n}: {corrupt} corrupt ({corrupt_fraction:.0%}) "
-        f"and {dropouts} dropouts ({dropout_fraction:.0%}) need {rule} and t <= surviving "
-        f"holders at failure bounds 2^-{sigma} (privacy) / 2^-{eta} (correctness); "
-        "tolerate fewer corrupt clients or dropouts"
-    )
+    def adjacent(self, a: int, b: int) -> bool:
+        """Whether a and b are neighbours."""
+        return a in self._local and b in self._local and self._g.adjacent(self._of(a), self._of(b))

@@ -18,10 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from secagg import crypto
+from secagg.client_records import ClientRecords
 from secagg.config import SecAggConfig
 from secagg.errors import ConfigError, SecAggError
 from secagg.pipeline import ExchangeKind, PipelineClient, PipelineServer, RoundEnd
+from secagg.policy import SecurityPolicy
+from secagg.registry import Trust
+from secagg.simulate import Provisioning
 
 InputFn = Callable[[int, int], npt.ArrayLike]  # (round, client) -> input vector
 
@@ -59,6 +62,7 @@ def run_pipeline(
     keep_finished: bool = False,
     server: PipelineServer | None = None,
     tamper: Callable[[int, int, bytes], bytes] | None = None,
+    provisioning: Provisioning | None = None,
 ) -> PipelineRun:
     """Run a whole pipelined session in-process (see the module docs).
 
@@ -69,18 +73,16 @@ def run_pipeline(
     n = config.num_clients
     if n < 3:
         raise ConfigError("a pipelined session needs at least 3 clients")
-    identities: dict[int, crypto.SigningKey] = {}
-    registry: dict[int, bytes] = {}
-    if config.active:
-        identities = {c: crypto.SigningKey.generate() for c in range(n)}
-        registry = {c: k.public_bytes for c, k in identities.items()}
+    prov = provisioning or (Provisioning.make(config) if config.active else None)
+    policy = None if prov is not None else SecurityPolicy.fixed(config)
     srv = server or PipelineServer(
         config,
         rounds=rounds,
         dimension=dimension,
-        registry=registry or None,
+        registry=prov.registry if prov is not None else None,
         keep_finished=keep_finished,
     )
+    records = {c: ClientRecords() for c in range(n)}  # durable: they survive lost state
     off, lost = _schedule(offline), _schedule(reply_lost)
     crash = dict(state_lost or {})
     saved: dict[int, bytes | None] = dict.fromkeys(range(n))
@@ -105,7 +107,8 @@ def run_pipeline(
             if crash.get(c) == g:
                 saved[c] = None
                 clients.pop(c, None)
-            client = _client(c, saved, clients, identities, registry, persist)
+            trust = prov.trust.get(c) if prov is not None else None
+            client = _client(c, saved, clients, trust, policy, records[c], persist)
             feed = {tr: inputs(tr, c)} if kind is ExchangeKind.TRAIN and tr is not None else {}
             try:
                 reply = client.handle(bundle, inputs=feed, contexts=ctx)
@@ -136,18 +139,18 @@ def _client(
     c: int,
     saved: dict[int, bytes | None],
     live: dict[int, PipelineClient],
-    identities: Mapping[int, crypto.SigningKey],
-    registry: Mapping[int, bytes],
+    trust: Trust | None,
+    policy: SecurityPolicy | None,
+    records: ClientRecords,
     persist: bool,
 ) -> PipelineClient:
     if not persist and c in live:
         return live[c]
     data = saved.get(c)
-    ident = identities.get(c)
     if data is None:
-        client = PipelineClient(identity=ident, registry=registry or None)
+        client = PipelineClient(trust=trust, policy=policy, records=records)
     else:
-        client = PipelineClient.load(data, identity=ident, registry=registry or None)
+        client = PipelineClient.load(data, trust=trust, policy=policy, records=records)
     if not persist:
         live[c] = client
     return client

@@ -26,12 +26,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from secagg.context import canonical, check_party, check_round, check_session_id
 from secagg.errors import ConfigError, KeyFormatError
+from secagg.kdf import hkdf_sha256
 from secagg.ring import Ring, RingArray
 
 SEED_BYTES = 32
@@ -62,9 +61,7 @@ def derive_mask_key(
         check_party(b),
         ring.bits,
     )
-    return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=_HKDF_SALT, info=info).derive(
-        bytes(seed)
-    )
+    return hkdf_sha256(bytes(seed), info, KEY_BYTES, _HKDF_SALT)
 
 
 _ZERO_CACHE: list[memoryview] = [memoryview(b"")]

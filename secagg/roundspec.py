@@ -1,22 +1,21 @@
 """What the client and the server of one round must compute identically.
 
-The graph seed, each client's share holders and share indices, the sign of a pairwise
-mask, the plaintext layout of a share box and the mask derivations live here, so the two
-state machines (which never import each other) cannot drift apart.
+The graph of a session, the sign of a pairwise mask, the plaintext layout of a share
+box and the mask derivations live here, so the two state machines (which never import
+each other) cannot drift apart.
 """
 
 from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 
-from secagg import crypto, graph
+from secagg import crypto
 from secagg.config import SecAggConfig
 from secagg.context import RoundContext
 from secagg.errors import ProtocolViolationError
-from secagg.messages import SHARE_BOX_PLAINTEXT, KeyEntry
+from secagg.graph import Graph
+from secagg.messages import SHARE_BOX_PLAINTEXT
 from secagg.prg import MaskTerm
 from secagg.shamir import SHARE_BYTES
 
@@ -24,47 +23,16 @@ SELF_MASK_LABEL = "self-mask"
 PAIR_MASK_LABEL = "pairwise-mask"
 
 
-def graph_seed(ctx: RoundContext, entries: Iterable[KeyEntry]) -> bytes:
-    """Public seed of the neighbour graph: a hash of every advertised key of the round.
-
-    Fixed only once all keys are in, so the server cannot pick the graph before it
-    knows which clients (and keys) it would like to surround a victim with.
-    """
-    fields: list[bytes | int] = []
-    for e in sorted(entries, key=lambda e: e.client):
-        fields += [e.client, e.channel_public, e.mask_public]
-    return hashlib.sha256(ctx.encode("graph-seed", len(fields) // 3, *fields)).digest()
+def session_graph_seed(ctx: RoundContext) -> bytes:
+    """The honest-but-curious graph seed: derived from the session, chosen by the (honest)
+    server. The active setting never uses it: its seed is provisioned with the registry
+    (:meth:`secagg.registry.Registry.ring`)."""
+    return hashlib.sha256(ctx.encode("graph-seed")).digest()
 
 
-@dataclass(frozen=True)
-class Topology:
-    """Neighbours and share holders of every client of U1."""
-
-    adjacency: dict[int, frozenset[int]]
-    _index: dict[int, dict[int, int]] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def build(
-        cls, config: SecAggConfig, ctx: RoundContext, entries: Iterable[KeyEntry]
-    ) -> Topology:
-        """The graph over the clients that advertised keys."""
-        entries = list(entries)
-        seed = graph_seed(ctx, entries)
-        return cls(graph.neighbours([e.client for e in entries], config.neighbours, seed))
-
-    def holders(self, owner: int) -> tuple[int, ...]:
-        """Who holds shares of ``owner``'s secrets: itself and its neighbours, sorted."""
-        return tuple(sorted(self.adjacency[owner] | {owner}))
-
-    def share_index(self, owner: int, holder: int) -> int:
-        """The Shamir x-coordinate of ``holder``'s share of ``owner``'s secrets."""
-        index = self._index.get(owner)
-        if index is None:
-            index = self._index[owner] = {h: i + 1 for i, h in enumerate(self.holders(owner))}
-        try:
-            return index[holder]
-        except KeyError as exc:
-            raise ProtocolViolationError(f"client {holder} holds no share of {owner}") from exc
+def round_graph(config: SecAggConfig, seed: bytes) -> Graph:
+    """The neighbour graph of a session: degree ``config.neighbours`` over the population."""
+    return Graph.build(config.num_clients, config.neighbours, seed)
 
 
 def mask_sign(u: int, v: int) -> int:
@@ -75,7 +43,8 @@ def mask_sign(u: int, v: int) -> int:
 def pack_box(owner: int, holder: int, key_share: bytes, mask_share: bytes) -> bytes:
     """Plaintext of the share box from ``owner`` to ``holder``."""
     out = struct.pack(">II", owner, holder) + key_share + mask_share
-    assert len(out) == SHARE_BOX_PLAINTEXT
+    if len(out) != SHARE_BOX_PLAINTEXT:
+        raise ProtocolViolationError("share box plaintext of the wrong length")
     return out
 
 

@@ -5,14 +5,20 @@ A driver calls ``receive(sender, data)`` for every message that arrives and
 latter returns the messages to send, keyed by client id. The server never touches
 sockets, threads or clocks.
 
-A malformed or rule-breaking message from a client gets that client dropped (its error
-is kept in ``rejected``), never a crash and never a silently wrong sum. Fewer than t
-clients at any step aborts the round: every remaining client gets an Abort message and
-``result()`` raises :class:`TooFewSurvivorsError`.
+Every message it sends is per client and O(k): the client's neighbours' keys, the boxes
+addressed to it, its neighbours' statuses and (active) the evidence about its
+neighbourhood. It holds O(n k) bytes of protocol state in compact records
+(:mod:`secagg.server_state`) and one running sum: masked vectors are folded in as they
+arrive (unless transcript recording, on by default for simulations and attack suites,
+keeps the raw bytes).
 
-Memory stays O(d) in the number of clients: masked vectors are folded into one running
-sum as they arrive (unless transcript recording, on by default for simulations and
-attack suites, keeps the raw bytes).
+A malformed or rule-breaking message from a client gets that client dropped (its error
+is kept in ``rejected``), never a crash and never a silently wrong sum: every released
+share is checked against its owner's committed digest (a bad one names and excludes
+its holder), every rebuilt secret against the owner's commitment, and a dealer proven
+to have dealt wrong shares aborts the round by name (``DealerMisbehaviourError`` with a
+proof). Fewer than t clients at any step aborts the round: every remaining client gets
+an Abort message and ``result()`` raises the error.
 """
 
 from __future__ import annotations
@@ -20,18 +26,21 @@ from __future__ import annotations
 import enum
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from secagg import crypto, shamir
+from secagg import attestation, commitments, crypto, shamir
+from secagg.attestation import Status
 from secagg.config import SecAggConfig
 from secagg.context import RoundContext
 from secagg.encoding import FixedPointEncoder
 from secagg.errors import (
+    BadShareError,
     ConfigError,
+    DealerMisbehaviourError,
     DuplicateSenderError,
     InconsistentSharesError,
     KeyFormatError,
@@ -42,40 +51,46 @@ from secagg.errors import (
     RoundAbortedError,
     SecAggError,
     ShamirError,
-    SignatureError,
+    SurvivorSetTooSmallError,
     TooFewSurvivorsError,
 )
+from secagg.graph import Graph, MemberGraph
 from secagg.messages import (
     SERVER_ID,
+    SHARE_BOX_BYTES,
     Abort,
     AdvertiseKeys,
-    ConsistencySignature,
+    Attestations,
+    Complaint,
+    DeliveryEntry,
     Expect,
     Header,
-    KeyDirectory,
-    KeyEntry,
     MaskedInput,
-    Message,
     MsgType,
+    NeighbourEntry,
+    NeighbourKeys,
     ShareDelivery,
     ShareKeys,
     ShareKind,
-    SignatureList,
-    SurvivorList,
+    StatusList,
     UnmaskShares,
+    ViewReport,
     decode,
     encode,
 )
 from secagg.prg import MaskTerm, apply_masks
+from secagg.registry import Registry
 from secagg.result import Transcript
 from secagg.ring import RingArray
 from secagg.roundspec import (
-    Topology,
     mask_sign,
     pairwise_mask_term,
     pairwise_seed,
+    round_graph,
     self_mask_term,
+    session_graph_seed,
 )
+from secagg.server_state import Advert, Dealing, Packed, ShareBins
 
 
 class ServerStep(enum.Enum):
@@ -90,12 +105,12 @@ class ServerStep(enum.Enum):
     ABORTED = "aborted"
 
 
-_ACCEPTS: dict[ServerStep, MsgType] = {
-    ServerStep.ADVERTISE_KEYS: MsgType.ADVERTISE_KEYS,
-    ServerStep.SHARE_KEYS: MsgType.SHARE_KEYS,
-    ServerStep.MASKED_INPUT: MsgType.MASKED_INPUT,
-    ServerStep.CONSISTENCY_CHECK: MsgType.CONSISTENCY_SIGNATURE,
-    ServerStep.UNMASKING: MsgType.UNMASK_SHARES,
+_ACCEPTS: dict[ServerStep, tuple[MsgType, ...]] = {
+    ServerStep.ADVERTISE_KEYS: (MsgType.ADVERTISE_KEYS,),
+    ServerStep.SHARE_KEYS: (MsgType.SHARE_KEYS,),
+    ServerStep.MASKED_INPUT: (MsgType.MASKED_INPUT, MsgType.COMPLAINT),
+    ServerStep.CONSISTENCY_CHECK: (MsgType.VIEW_REPORT,),
+    ServerStep.UNMASKING: (MsgType.UNMASK_SHARES,),
 }
 
 
@@ -118,14 +133,13 @@ class SecAggServer:
         config: the session's :class:`SecAggConfig`.
         session_id, round_index: what every message must carry.
         dimension: the input vector length d.
-        registry: client id -> Ed25519 verification key (active setting).
-        extra_context: the context the server expects clients to sign in ConsistencyCheck
-            (e.g. the hash of the model it sent); clients whose signature does not verify
-            against it are dropped.
-        advert_context: what key advertisements are signed with (default: the same as
-            ``extra_context``; see :class:`SecAggClient`).
+        registry: active setting: the sealed registry (identities, policy, graph seed).
+        graph_seed: honest-but-curious: the graph's seed (default: from the session).
+        extra_context: the model hash every client binds into its views (active): a view
+            bound to another one does not match what the server relays.
+        advert_context: what advertisements are bound to (default ``extra_context``).
         record_transcript: keep every received message (the server's view) in
-            ``transcript``; off, the server's memory stays O(d).
+            ``transcript``; off, memory stays O(n k + d).
         threads: cores for regenerating masks at unmasking (default: all of them).
     """
 
@@ -136,7 +150,8 @@ class SecAggServer:
         session_id: bytes,
         round_index: int,
         dimension: int,
-        registry: Mapping[int, bytes] | None = None,
+        registry: Registry | None = None,
+        graph_seed: bytes | None = None,
         extra_context: bytes = b"",
         advert_context: bytes | None = None,
         record_transcript: bool = True,
@@ -144,64 +159,83 @@ class SecAggServer:
     ) -> None:
         if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
             raise ConfigError(f"dimension must be a positive int, got {dimension!r}")
-        if config.active and registry is None:
-            raise ConfigError("the active setting needs the registry of client identity keys")
-        self.config = config
-        self.threads = threads if threads is not None else max(1, os.cpu_count() or 1)
         self.ctx = RoundContext(session_id, round_index)
+        self._graph_seed = graph_seed or session_graph_seed(self.ctx)
+        if config.active:
+            if registry is None:
+                raise ConfigError("the active setting needs the sealed registry")
+            registry.policy.check(config, registry.size)
+            self.graph: Graph | MemberGraph = registry.ring(config.neighbours)
+        else:  # until the advertisements are in: the ring over the whole population
+            self.graph = round_graph(config, self._graph_seed)
+        self.config = config
+        self.registry = registry
+        self.threads = threads if threads is not None else max(1, os.cpu_count() or 1)
         self.dimension = dimension
-        self.registry = dict(registry or {})
         self.extra_context = bytes(extra_context)
         self.advert_context = bytes(extra_context if advert_context is None else advert_context)
         self.ring = config.encoding.ring
         self.encoder = FixedPointEncoder(config.encoding, rounding=config.rounding)
-        self._expect = Expect(session_id, round_index, config.num_clients, self.ring, dimension)
+        g = self.graph
+        self._expect = Expect(
+            session_id,
+            round_index,
+            config.num_clients,
+            self.ring,
+            dimension,
+            g.degree,
+            len(g.window(0, attestation.attester_radius(g))),
+            0,
+        )
         self.step = ServerStep.ADVERTISE_KEYS
         self.transcript: Transcript | None = Transcript() if record_transcript else None
         self.rejected: dict[int, SecAggError] = {}
         self.timings: dict[str, float] = {}
         self.error: RoundAbortedError | None = None
-        # per-step state
-        self._accepted: dict[int, Message] = {}
-        self._directory: dict[int, KeyEntry] = {}
-        self._topology: Topology | None = None
+        self.bytes_down: dict[int, int] = {}
+        self._accepted: set[int] = set()
+        self._ads: dict[int, Advert] = {}
+        self._keys_seen: set[bytes] = set()
+        self._dealings: dict[int, Dealing] = {}
+        self._unsent: dict[int, frozenset[int]] = {}  # sender -> present neighbours it skipped
+        self._edges: dict[int, tuple[bytes, Packed]] = {}
+        self._views: dict[int, Packed] = {}
+        self._everyone = frozenset(range(config.num_clients))
         self._u1: frozenset[int] = frozenset()
         self._u2: frozenset[int] = frozenset()
         self._u3: frozenset[int] = frozenset()
         self._u4: frozenset[int] = frozenset()
-        self._boxes: dict[int, list[tuple[int, bytes]]] = {}
+        self._status = np.zeros(config.num_clients, dtype=np.uint8)  # by client id
         self._running_sum: RingArray = self.ring.zeros(dimension)
-        self._shares: dict[tuple[int, ShareKind], list[shamir.Share]] = {}
-        self._parsed_shares: dict[int, list[tuple[int, ShareKind, shamir.Share]]] = {}
+        self._shares = ShareBins.empty(config.threshold)
+        self._parsed: dict[int, list[tuple[int, ShareKind, bytes]]] = {}
+        self._verified: dict[int, int] = {}  # owner -> shares verified in accepted replies
         self._unmasking_senders: set[int] = set()
+        self._dealer_fault: DealerMisbehaviourError | None = None
         self._outcome: ServerOutcome | None = None
+        self._explicit: dict[tuple[str, int], bytes] = {}  # what differs from the base
 
     # -- driver API ---------------------------------------------------------------------
 
     def bind_context(self, extra_context: bytes) -> None:
-        """Set the context ConsistencyCheck signatures must cover (e.g. the model hash)."""
+        """Set the context the round's views must bind (e.g. the model hash)."""
         if self.step in (ServerStep.CONSISTENCY_CHECK, ServerStep.UNMASKING, ServerStep.DONE):
             raise ProtocolUsageError("the context can only be bound before the consistency check")
         self.extra_context = bytes(extra_context)
 
     def expected(self) -> frozenset[int]:
         """Clients allowed to send in the current step."""
-        s = self.step
-        if s is ServerStep.ADVERTISE_KEYS:
-            return frozenset(range(self.config.num_clients))
-        if s is ServerStep.SHARE_KEYS:
-            return self._u1
-        if s is ServerStep.MASKED_INPUT:
-            return self._u2
-        if s is ServerStep.CONSISTENCY_CHECK:
-            return self._u3
-        if s is ServerStep.UNMASKING:
-            return self._u4 if self.config.active else self._u3
-        return frozenset()
+        return {
+            ServerStep.ADVERTISE_KEYS: self._everyone,
+            ServerStep.SHARE_KEYS: self._u1,
+            ServerStep.MASKED_INPUT: self._u2,
+            ServerStep.CONSISTENCY_CHECK: self._u3,
+            ServerStep.UNMASKING: self._u4 if self.config.active else self._u3,
+        }.get(self.step, frozenset())
 
     def pending(self) -> frozenset[int]:
         """Clients of this step the server is still waiting for."""
-        return self.expected() - self._accepted.keys() - self.rejected.keys()
+        return self.expected() - self._accepted - self.rejected.keys()
 
     def receive(self, sender: int, data: bytes) -> None:
         """Take one message from client ``sender`` (the transport's authenticated id).
@@ -213,13 +247,12 @@ class SecAggServer:
         if self.step is ServerStep.UNMASKING:
             self._unmasking_senders.add(sender)
         if self.transcript is not None:
-            kind = _peek_kind(data)
-            self.transcript.add(self.step.value, sender, kind, data)
+            self.transcript.add(self.step.value, sender, _peek_kind(data), data)
         try:
             self._receive(sender, data)
         except SecAggError as exc:  # any named failure of the client's message
             self.rejected[sender] = exc
-            self._accepted.pop(sender, None)
+            self._accepted.discard(sender)
         finally:
             self._tick(self.step.value, t0)
 
@@ -230,11 +263,16 @@ class SecAggServer:
         t0 = time.perf_counter()
         step = self.step
         try:
-            return self._close()
+            if self._dealer_fault is not None:
+                raise self._dealer_fault
+            out = self._close()
         except RoundAbortedError as exc:
-            return self._abort(exc)
+            out = self._abort(exc)
         finally:
             self._tick(step.value, t0)
+        for c, msg in out.items():
+            self.bytes_down[c] = self.bytes_down.get(c, 0) + len(msg)
+        return out
 
     def result(self) -> ServerOutcome:
         """The decoded sum and survivor set; raises the abort error if the round failed."""
@@ -267,136 +305,298 @@ class SecAggServer:
             raise ProtocolViolationError(f"client {sender} may not send in step {self.step.value}")
         if sender in self._accepted or sender in self.rejected:
             raise DuplicateSenderError(f"client {sender} already sent in step {self.step.value}")
-        msg = decode(data, self._expect, (_ACCEPTS[self.step],))
+        msg = decode(data, self._expect, _ACCEPTS[self.step])
         if msg.header.sender != sender:
             raise ProtocolViolationError(
                 f"message claims sender {msg.header.sender}, transport says {sender}"
             )
         if isinstance(msg, AdvertiseKeys):
-            self._check_advertisement(msg)
+            self._take_advert(sender, msg)
         elif isinstance(msg, ShareKeys):
-            self._check_share_keys(msg)
+            self._take_dealing(sender, msg)
         elif isinstance(msg, MaskedInput):
-            np.add(self._running_sum, msg.vector, out=self._running_sum)  # fold, keep O(d)
-            msg = MaskedInput(msg.header, msg.bits, self.ring.zeros(0))
-        elif isinstance(msg, ConsistencySignature):
-            payload = crypto.consistency_payload(
-                self.ctx, tuple(sorted(self._u3)), self.extra_context
-            )
-            crypto.verify_signature(self.registry[sender], msg.signature, payload)
+            self._take_masked(sender, msg)
+        elif isinstance(msg, Complaint):
+            self._take_complaint(sender, msg)
+            return  # a complaint is never an accepted masked input
+        elif isinstance(msg, ViewReport):
+            self._take_view(sender, msg)
         elif isinstance(msg, UnmaskShares):
-            self._check_unmask(msg)
-        self._accepted[sender] = msg
+            self._parsed[sender] = self._check_unmask(sender, msg)
+        self._accepted.add(sender)
 
-    def _check_advertisement(self, msg: AdvertiseKeys) -> None:
-        sender = msg.header.sender
-        if self.config.active:
-            ident = self.registry.get(sender)
-            if ident is None:
-                raise SignatureError(f"client {sender} has no registered identity key")
+    def _take_advert(self, sender: int, msg: AdvertiseKeys) -> None:
+        keys = (msg.channel_public, msg.mask_public)
+        for k in keys:
+            crypto.load_x25519_public(k)
+        if msg.channel_public == msg.mask_public or self._keys_seen & set(keys):
+            raise ProtocolViolationError(f"client {sender} re-uses another client's key")
+        if self.registry is not None:
+            ad = commitments.SignedAdvertisement(sender, *keys, msg.signature)
             crypto.verify_signature(
-                ident,
+                self.registry.identity_key(sender),
                 msg.signature,
-                crypto.advertisement_payload(
-                    self.ctx, sender, msg.channel_public, msg.mask_public, self.advert_context
-                ),
+                commitments.advertisement_payload(self.ctx, self.registry.digest, ad),
+            )
+            if tuple(p for p, _ in msg.tags) != self.graph.neighbours(sender):
+                raise ProtocolViolationError(
+                    f"client {sender} did not MAC its keys for each neighbour"
+                )
+        elif msg.signature or msg.tags:
+            raise MessageFormatError("signature or tags in the honest-but-curious setting")
+        self._keys_seen |= set(keys)
+        self._ads[sender] = Advert(*keys, msg.signature, Packed.of(msg.tags, attestation.TAG_BYTES))
+
+    def _take_dealing(self, sender: int, msg: ShareKeys) -> None:
+        present = set(self.graph.neighbours(sender)) & self._u1
+        receivers = [r for r, _ in msg.boxes]
+        if not set(receivers) <= present:
+            raise ProtocolViolationError(f"client {sender} sent share boxes to non-neighbours")
+        if [h for h, _, _ in msg.leaves] != sorted((*receivers, sender)):
+            raise ProtocolViolationError(f"client {sender}'s commitment does not cover its boxes")
+        dealing = Dealing(
+            Packed.of(msg.boxes, SHARE_BOX_BYTES),
+            msg.seed_digest,
+            Packed.of(((h, kd + md) for h, kd, md in msg.leaves), 64),
+            msg.signature,
+        )
+        if self.registry is not None:
+            c = dealing.commitment(sender, self._ads[sender], self._channel_keys(receivers))
+            crypto.verify_signature(
+                self.registry.identity_key(sender),
+                msg.signature,
+                c.payload(self.ctx, self.registry.digest),
             )
         elif msg.signature:
-            raise MessageFormatError("signature present in the honest-but-curious setting")
-        crypto.load_x25519_public(msg.channel_public)
-        crypto.load_x25519_public(msg.mask_public)
-        for other in self._accepted.values():
-            assert isinstance(other, AdvertiseKeys)
-            if {other.channel_public, other.mask_public} & {msg.channel_public, msg.mask_public}:
-                raise ProtocolViolationError(f"client {sender} re-uses another client's key")
+            raise MessageFormatError("signature in the honest-but-curious setting")
+        self._dealings[sender] = dealing
+        self._unsent[sender] = frozenset(present - set(receivers))
 
-    def _check_share_keys(self, msg: ShareKeys) -> None:
-        assert self._topology is not None
-        sender = msg.header.sender
-        receivers = {r for r, _ in msg.boxes}
-        if receivers != set(self._topology.adjacency[sender]):
+    def _channel_keys(self, clients: Iterable[int]) -> dict[int, bytes]:
+        return {c: self._ads[c].channel_public for c in clients}
+
+    def _take_masked(self, sender: int, msg: MaskedInput) -> None:
+        if self.registry is not None:
+            want = [self._mutual(sender, v) for v in attestation.view_clients(self._ring, sender)]
+            if msg.edges != attestation.pack_bits(want):
+                raise ProtocolViolationError(
+                    f"client {sender} masked with other neighbours than it got"
+                )
+            holders = set(self._dealings[sender].receivers())
+            if not {p for p, _ in msg.tags} <= holders:
+                raise ProtocolViolationError(f"client {sender} tagged its edges for non-holders")
+            self._edges[sender] = (msg.edges, Packed.of(msg.tags, attestation.TAG_BYTES))
+        elif msg.edges or msg.tags:
+            raise MessageFormatError("edges or tags in the honest-but-curious setting")
+        np.add(self._running_sum, msg.vector, out=self._running_sum)  # fold, keep O(d)
+
+    def _take_complaint(self, sender: int, msg: Complaint) -> None:
+        owner = msg.owner
+        if not (self.graph.adjacent(owner, sender) and self._mutual(owner, sender)):
+            raise ProtocolViolationError(f"client {sender} complains about a box it never got")
+        proof = self._box_proof(owner, sender, msg.channel_private)
+        guilty = (
+            commitments.verify_proof(proof, self.registry.digest, self.registry.identities())
+            if self.registry is not None
+            else commitments.box_is_bad(proof)
+        )
+        if not guilty:
+            raise ProtocolViolationError(f"client {sender}'s complaint about {owner} is false")
+        self._dealer_fault = DealerMisbehaviourError(
+            f"client {owner} dealt client {sender} a box that does not match its commitment",
+            owner=owner,
+            proof=proof,
+        )
+        self.rejected[sender] = RoundAbortedError(f"complained (rightly) about client {owner}")
+
+    def _box_proof(self, owner: int, holder: int, private: bytes) -> commitments.BadBoxProof:
+        d = self._dealings[owner]
+        c = d.commitment(owner, self._ads[owner], self._channel_keys(d.receivers()))
+        ad = self._ads[holder]
+        signed = commitments.SignedAdvertisement(
+            holder, ad.channel_public, ad.mask_public, ad.signature
+        )
+        return commitments.BadBoxProof(self.ctx, c, d.signature, signed, private)
+
+    def _take_view(self, sender: int, msg: ViewReport) -> None:
+        if msg.statuses != self._statuses_for(sender):
+            raise ProtocolViolationError(f"client {sender} reports another view than it was sent")
+        window = set(self._ring.window(sender, attestation.attester_radius(self._ring)))
+        if not {p for p, _ in msg.tags} <= window - {sender}:
             raise ProtocolViolationError(
-                f"client {sender} sent share boxes to other clients than its neighbours"
+                f"client {sender} tagged its view for clients outside its window"
             )
+        self._views[sender] = Packed.of(msg.tags, attestation.TAG_BYTES)
 
-    def _check_unmask(self, msg: UnmaskShares) -> None:
-        """Validate every share; keep the parsed ones until the step closes."""
-        assert self._topology is not None
-        parsed: list[tuple[int, ShareKind, shamir.Share]] = []
-        sender = msg.header.sender
-        held = self._topology.adjacency[sender] | {sender}
+    def _check_unmask(self, sender: int, msg: UnmaskShares) -> list[tuple[int, ShareKind, bytes]]:
+        """Validate every share's owner and kind; check against its owner's commitment the
+        shares the server still needs (t verified shares of an owner suffice: later ones
+        are neither checked nor kept) and return those."""
+        out = []
+        t = self.config.threshold
         for owner, kind, raw in msg.shares:
-            if owner not in held or owner not in self._u2:
+            if owner != sender and not (
+                self.graph.adjacent(owner, sender) and self._mutual(owner, sender)
+            ):
                 raise ProtocolViolationError(f"client {sender} holds no share of {owner}")
             want = ShareKind.SELF_MASK if owner in self._u3 else ShareKind.MASK_KEY
-            if kind is not want:
+            if kind is not want or owner not in self._u2:
                 raise ProtocolViolationError(
                     f"client {sender} sent a {kind.name} share of {owner}; expected {want.name}"
                 )
+            if self._verified.get(owner, 0) >= t:
+                continue
             share = shamir.Share.from_bytes(raw)
-            if share.index != self._topology.share_index(owner, sender):
+            if share.index != self.graph.share_index(owner, sender) or share.threshold != t:
                 raise ProtocolViolationError(f"share of {owner} from {sender} has a wrong index")
-            if share.threshold != self.config.threshold:
-                raise ProtocolViolationError(f"share of {owner} has threshold {share.threshold}")
-            parsed.append((owner, kind, share))
-        self._parsed_shares[sender] = parsed
+            digest = self._dealings[owner].digest(sender, kind is ShareKind.SELF_MASK)
+            if digest is None or digest != commitments.share_digest(
+                self.ctx, owner, sender, kind, raw
+            ):
+                raise BadShareError(
+                    f"client {sender}'s {kind.name} share of {owner} is not the one it committed"
+                )
+            out.append((owner, kind, raw))
+        for owner, _, _ in out:  # the reply is accepted: its shares count
+            self._verified[owner] = self._verified.get(owner, 0) + 1
+        return out
+
+    # -- who holds what -----------------------------------------------------------------
+
+    @property
+    def _ring(self) -> Graph:
+        """The registry's graph: evidence (views, edges) exists in the active setting only."""
+        if not isinstance(self.graph, Graph):
+            raise ProtocolUsageError("neighbourhood evidence exists only in the active setting")
+        return self.graph
+
+    def _mutual(self, a: int, b: int) -> bool:
+        """Whether neighbours a and b exchanged share boxes (so each masked with the other).
+
+        Honest clients box every present neighbour, so the exceptions are kept instead of
+        the boxes: O(1) per pair.
+        """
+        ua, ub = self._unsent.get(a), self._unsent.get(b)
+        return ua is not None and ub is not None and b not in ua and a not in ub
+
+    def _order(self, c: int) -> tuple[int, ...]:
+        """The order of ``c``'s statuses (canonical view order when active)."""
+        if self.config.active:
+            return attestation.view_clients(self._ring, c)
+        return self.graph.neighbours(c)
+
+    def _pair_status(self, c: int, v: int) -> Status:
+        if not self._mutual(c, v):
+            return Status.ABSENT
+        return Status(int(self._status[v]))
+
+    def _statuses_for(self, c: int) -> bytes:
+        return attestation.pack_statuses([self._pair_status(c, v) for v in self._order(c)])
 
     # -- closing steps ------------------------------------------------------------------
 
     def _close(self) -> dict[int, bytes]:
-        cfg = self.config
-        accepted = self._accepted
-        self._accepted = {}
+        accepted, self._accepted = self._accepted, set()
         step = self.step
         if step is ServerStep.ADVERTISE_KEYS:
-            self._u1 = self._need(accepted.keys(), "advertised keys")
-            entries = []
-            for c in sorted(self._u1):
-                m = accepted[c]
-                assert isinstance(m, AdvertiseKeys)
-                entries.append(KeyEntry(c, m.channel_public, m.mask_public, m.signature))
-            self._directory = {e.client: e for e in entries}
-            self._topology = Topology.build(cfg, self.ctx, entries)
+            self._u1 = self._need(accepted, "advertised keys")
+            if not self.config.active:  # the honest server's graph over who showed up
+                self.graph = MemberGraph(self._u1, self.config.neighbours, self._graph_seed)
             self.step = ServerStep.SHARE_KEYS
-            out = encode(KeyDirectory(self._header(), tuple(entries)))
-            return {c: out for c in self._u1}
+            return {c: encode(self._neighbour_keys(c)) for c in sorted(self._u1)}
         if step is ServerStep.SHARE_KEYS:
-            self._u2 = self._need(accepted.keys(), "shared keys")
-            boxes: dict[int, list[tuple[int, bytes]]] = {c: [] for c in self._u2}
-            for sender in sorted(self._u2):
-                m = accepted[sender]
-                assert isinstance(m, ShareKeys)
-                for receiver, box in m.boxes:
-                    if receiver in boxes:
-                        boxes[receiver].append((sender, box))
+            self._u2 = self._need(accepted, "shared keys")
+            self._status[list(self._u2)] = Status.DROPPED
             self.step = ServerStep.MASKED_INPUT
-            shared = tuple(sorted(self._u2))
-            return {
-                c: encode(ShareDelivery(self._header(), shared, tuple(boxes[c]))) for c in self._u2
-            }
+            return {c: encode(self._delivery(c)) for c in sorted(self._u2)}
         if step is ServerStep.MASKED_INPUT:
-            self._u3 = self._need(accepted.keys(), "masked inputs")
-            self.step = ServerStep.CONSISTENCY_CHECK if cfg.active else ServerStep.UNMASKING
-            out = encode(SurvivorList(self._header(), tuple(sorted(self._u3))))
-            return {c: out for c in self._u3}
+            return self._close_masked(accepted)
         if step is ServerStep.CONSISTENCY_CHECK:
-            self._u4 = self._need(accepted.keys(), "consistency signatures")
-            sigs = []
-            for c in sorted(self._u4):
-                m = accepted[c]
-                assert isinstance(m, ConsistencySignature)
-                sigs.append((c, m.signature))
+            self._u4 = self._need(accepted, "views")
             self.step = ServerStep.UNMASKING
-            out = encode(SignatureList(self._header(), tuple(sigs)))
-            return {c: out for c in self._u4}
-        assert step is ServerStep.UNMASKING
-        self._need(accepted.keys(), "unmasking responses")
+            return {c: encode(self._attestations(c)) for c in sorted(self._u4)}
+        if step is not ServerStep.UNMASKING:  # pragma: no cover - guarded by close_step
+            raise ProtocolUsageError(f"no step to close in {step.value}")
+        self._need(accepted, "unmasking responses")
         for sender in sorted(accepted):
-            for owner, kind, share in self._parsed_shares.pop(sender):
-                self._shares.setdefault((owner, kind), []).append(share)
+            for owner, _, raw in self._parsed.pop(sender):
+                self._shares.add(owner, sender, raw)
         self._finish()
         self.step = ServerStep.DONE
         return {}
+
+    def _close_masked(self, accepted: set[int]) -> dict[int, bytes]:
+        self._u3 = self._need(accepted, "masked inputs")
+        if len(self._u3) < self.config.min_summed:
+            raise SurvivorSetTooSmallError(
+                f"{len(self._u3)} masked inputs, fewer than min_summed={self.config.min_summed}"
+            )
+        self._status[list(self._u3)] = Status.ALIVE
+        self.step = ServerStep.CONSISTENCY_CHECK if self.config.active else ServerStep.UNMASKING
+        return {
+            c: encode(StatusList(self._header(), self._statuses_for(c))) for c in sorted(self._u3)
+        }
+
+    def _neighbour_keys(self, c: int) -> NeighbourKeys:
+        entries = []
+        for v in self.graph.neighbours(c):
+            ad = self._ads.get(v) if v in self._u1 else None
+            if ad is None:
+                entries.append(NeighbourEntry(v, False))
+            else:
+                entries.append(
+                    NeighbourEntry(
+                        v, True, ad.channel_public, ad.mask_public, ad.tags.get(c) or b""
+                    )
+                )
+        return NeighbourKeys(self._header(), tuple(entries))
+
+    def _delivery(self, c: int) -> ShareDelivery:
+        entries = []
+        for v in self.graph.neighbours(c):
+            if v not in self._u1:
+                continue  # the client was told it is absent already
+            if not self._mutual(c, v):
+                entries.append(DeliveryEntry(v, False))
+                continue
+            d = self._dealings[v]
+            box, dig = d.boxes.get(c) or b"", d.digests.get(c) or b""
+            entries.append(DeliveryEntry(v, True, box, dig[:32], dig[32:]))
+        return ShareDelivery(self._header(), tuple(entries))
+
+    def _attestations(self, c: int) -> Attestations:
+        g = self._ring
+        positions = attestation.base_positions(g, c, attestation.base_radius(g))
+        base = self._status[[g.at(int(q)) for q in positions]]
+        edges = []
+        for o in g.neighbours(c):
+            if o not in self._u3 or o not in self._edges or not self._mutual(o, c):
+                continue
+            tag = self._edges[o][1].get(c)
+            if tag is not None:
+                edges.append((o, self._explicit_of("edges", o), tag))
+        views = []
+        for w in g.window(c, attestation.attester_radius(g)):
+            tag = self._views[w].get(c) if w != c and w in self._u4 else None
+            if tag is not None:
+                views.append((w, self._explicit_of("view", w), tag))
+        return Attestations(
+            self._header(), attestation.pack_statuses(base), tuple(edges), tuple(views)
+        )
+
+    def _explicit_of(self, what: str, c: int) -> bytes:
+        """``c``'s edge list or view in full where it differs from what the base implies
+        (b"" otherwise: the receiver derives it); computed once per client."""
+        key = (what, c)
+        cached = self._explicit.get(key)
+        if cached is None:
+            base = self._status[list(attestation.view_clients(self._ring, c))]
+            if what == "edges":
+                own, derived = self._edges[c][0], attestation.pack_bits(base != Status.ABSENT)
+            else:
+                own, derived = self._statuses_for(c), attestation.pack_statuses(base)
+            cached = self._explicit[key] = b"" if own == derived else own
+        return cached
 
     def _need(self, clients: Iterable[int], what: str) -> frozenset[int]:
         got = frozenset(clients)
@@ -406,9 +606,10 @@ class SecAggServer:
             )
         return got
 
+    # -- unmasking --------------------------------------------------------------------------
+
     def _finish(self) -> None:
         """Rebuild the survivors' self masks and the dropped clients' pairwise masks."""
-        assert self._topology is not None
         total = self._running_sum
         seeds: dict[int, bytes] = {}
         keys: dict[int, bytes] = {}
@@ -418,16 +619,12 @@ class SecAggServer:
             terms.append(self_mask_term(seeds[u], u, sign=-1))
         for w in sorted(self._u2 - self._u3):
             keys[w] = self._rebuild(w, ShareKind.MASK_KEY)
-            try:
-                key_w = crypto.AgreementKeyPair.from_private_bytes(keys[w])
-            except KeyFormatError as exc:  # pragma: no cover - 32 bytes by construction
-                raise ReconstructionError(f"rebuilt mask key of client {w} is malformed") from exc
-            if key_w.public_bytes != self._directory[w].mask_public:
-                raise ReconstructionError(f"rebuilt mask key of client {w} does not match its key")
-            for v in sorted(self._topology.adjacency[w] & self._u3):
-                seed = pairwise_seed(self.ctx, w, key_w, v, self._directory[v].mask_public)
-                # v added sign(v, w) * mask: take it out again
-                terms.append(pairwise_mask_term(seed, v, w, -mask_sign(v, w)))
+            key_w = crypto.AgreementKeyPair.from_private_bytes(keys[w])
+            for v in self.graph.neighbours(w):
+                if v in self._u3 and self._mutual(v, w):
+                    seed = pairwise_seed(self.ctx, w, key_w, v, self._ads[v].mask_public)
+                    # v added sign(v, w) * mask: take it out again
+                    terms.append(pairwise_mask_term(seed, v, w, -mask_sign(v, w)))
         apply_masks(
             total,
             self.ring,
@@ -449,21 +646,49 @@ class SecAggServer:
         )
 
     def _rebuild(self, owner: int, kind: ShareKind) -> bytes:
-        shares = self._shares.get((owner, kind), [])
-        if len(shares) < self.config.threshold:
+        """Interpolate from t verified shares and check the owner's commitment."""
+        got = self._shares.get(owner)
+        t = self.config.threshold
+        if len(got) < t:
             raise ReconstructionError(
-                f"{len(shares)} {kind.name} shares of client {owner}, fewer than "
-                f"t={self.config.threshold}"
+                f"{len(got)} verified {kind.name} shares of client {owner}, fewer than t={t}"
             )
         try:
-            return shamir.combine(shares)
-        except InconsistentSharesError as exc:
-            raise ReconstructionError(f"{kind.name} shares of client {owner} disagree") from exc
+            secret: bytes | None = shamir.combine(
+                [shamir.Share.from_bytes(raw) for _, raw in got[:t]]
+            )
+        except InconsistentSharesError:  # committed shares off one 32-byte secret
+            secret = None
         except ShamirError as exc:  # pragma: no cover - validated on receipt
             raise ReconstructionError(str(exc)) from exc
+        if secret is not None and self._matches(owner, kind, secret):
+            return secret
+        d = self._dealings[owner]
+        c = d.commitment(owner, self._ads[owner], self._channel_keys(d.receivers()))
+        proof = commitments.BadDealingProof(self.ctx, c, d.signature, kind, tuple(got[:t]))
+        raise DealerMisbehaviourError(
+            f"client {owner}'s verified {kind.name} shares interpolate to another secret than "
+            "it committed: it dealt inconsistent shares",
+            owner=owner,
+            proof=proof,
+        )
+
+    def _matches(self, owner: int, kind: ShareKind, secret: bytes) -> bool:
+        if kind is ShareKind.SELF_MASK:
+            return (
+                commitments.seed_digest(self.ctx, owner, secret)
+                == self._dealings[owner].seed_digest
+            )
+        try:
+            public = crypto.AgreementKeyPair.from_private_bytes(secret).public_bytes
+        except KeyFormatError:
+            return False
+        return public == self._ads[owner].mask_public
+
+    # -- abort and bookkeeping ---------------------------------------------------------------
 
     def _abort(self, exc: RoundAbortedError) -> dict[int, bytes]:
-        still_in = self.expected() | self._accepted.keys()
+        still_in = self.expected() | self._accepted
         self.step = ServerStep.ABORTED
         self.error = exc
         self._shares.clear()

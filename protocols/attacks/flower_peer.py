@@ -322,56 +322,37 @@ def ours_seed_search(
     plus an AES-CTR self mask under a 256-bit seed: the sweep over ``[lo, hi)`` keeps
     seeds whose Mersenne Twister mask would leave an in-range encoding.
     """
-    from protocols.attacks.server_attacks import WireServer
-    from secagg import crypto, shamir
+    from protocols.attacks.wire_server import WireServer
+    from secagg import SecAggConfig, crypto
     from secagg.context import RoundContext
-    from secagg.messages import (
-        ConsistencySignature,
-        ShareKind,
-        SignatureList,
-        SurvivorList,
-        UnmaskShares,
-    )
+    from secagg.messages import ShareKind
     from secagg.prg import apply_masks, expand_mask
-    from secagg.roundspec import (
-        SELF_MASK_LABEL,
-        Topology,
-        mask_sign,
-        pairwise_mask_term,
-        pairwise_seed,
-    )
+    from secagg.roundspec import SELF_MASK_LABEL, mask_sign, pairwise_mask_term, pairwise_seed
 
-    srv = WireServer(n=n, dimension=d, seed=seed)
-    ring = srv.cfg.encoding.ring
-    assert ring.bits == 32, "the MT19937 filter compares 32-bit outputs"
-    directory, inputs = srv.to_masked_inputs()
-    assert set(inputs) == set(srv.clients)
-    masked = {c: m.vector for c, m in inputs.items()}
+    cfg = SecAggConfig.default(n, graph="complete", rounding="nearest")
+    if cfg.encoding.ring.bits != 32:
+        raise ValueError("the MT19937 filter compares 32-bit outputs")
+    srv = WireServer(cfg, np.random.default_rng(seed).uniform(-1, 1, (n, d)))
+    ring = cfg.encoding.ring
+    srv.to_masked_inputs()
+    masked = {c: m.vector for c, m in srv.masked.items()}
 
     # the lie, told consistently: every other client hears that the victim dropped
-    others = tuple(c for c in srv.clients if c != victim)
-    sigs = {c: srv.send(c, SurvivorList(srv.header(), others)) for c in others}
-    entries = tuple(
-        sorted((c, m.signature) for c, m in sigs.items() if isinstance(m, ConsistencySignature))
-    )
-    key_shares: list[shamir.Share] = []
-    self_shares = 0
-    for c in others:
-        m = srv.send(c, SignatureList(srv.header(), entries))
-        if isinstance(m, UnmaskShares):
-            for owner, kind, raw in m.shares:
-                if owner == victim and kind is ShareKind.MASK_KEY:
-                    key_shares.append(shamir.Share.from_bytes(raw))
-                self_shares += owner == victim and kind is ShareKind.SELF_MASK
-    t = srv.cfg.threshold
-    mask_key = crypto.AgreementKeyPair.from_private_bytes(shamir.combine(key_shares[:t]))
-    by_id = {e.client: e for e in directory.entries}
-    assert mask_key.public_bytes == by_id[victim].mask_public
+    everyone = frozenset(masked)
+    srv.unmask({c: everyone - {victim} for c in everyone if c != victim})
+    key_shares = srv.released.get((victim, ShareKind.MASK_KEY), {})
+    self_shares = len(srv.released.get((victim, ShareKind.SELF_MASK), {}))
+    key = srv.rebuild(victim, ShareKind.MASK_KEY)
+    if key is None:
+        raise RuntimeError("the lie did not release t mask-key shares")
+    mask_key = crypto.AgreementKeyPair.from_private_bytes(key)
+    if mask_key.public_bytes != srv.ads[victim].mask_public:
+        raise RuntimeError("the rebuilt mask key is not the victim's")
     ctx = RoundContext(srv.session, srv.round_index)
-    peers = Topology.build(srv.cfg, ctx, directory.entries).adjacency[victim]
+    peers = [v for v in srv.lists[victim] if srv.mutual(victim, v)]
     terms = [
         pairwise_mask_term(
-            pairwise_seed(ctx, victim, mask_key, v, by_id[v].mask_public),
+            pairwise_seed(ctx, victim, mask_key, v, srv.ads[v].mask_public),
             victim,
             v,
             -mask_sign(victim, v),
@@ -383,8 +364,9 @@ def ours_seed_search(
     )  # encoded input + self mask
 
     # check of the stripping only (oracle: the victim's own self-mask seed)
-    own = srv.clients[victim]._self_seed
-    assert own is not None
+    own = srv.clients[victim].st.self_seed
+    if own is None:
+        raise RuntimeError("the victim holds no self-mask seed")
     selfmask = expand_mask(
         own,
         d,

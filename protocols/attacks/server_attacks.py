@@ -1,59 +1,308 @@
-"""Protocol-level attacks by a malicious server: multi-round differencing, Sybil clients
-and the dropout lie.
+"""Protocol-level attacks by a malicious server, end to end against the real clients.
 
-Each function runs the attack against the real client code and returns what the server
-ends up with, so the tests (``tests/attacks/``) and ``secagg audit`` share one
-implementation. An attack "recovers" the victim when the server can compute its input.
+Each attack drives real :class:`~secagg.client.SecAggClient` objects message by message
+through :class:`~protocols.attacks.wire_server.WireServer`, then tries to compute the
+victim's input and reports the error of its best reconstruction. Each also runs, with
+the same attack code, against a deliberately weakened client (``weakened=True``): the
+control that shows the attack has teeth. The tests (``tests/attacks/``) and
+``secagg audit`` share these functions.
+
+* :func:`dropout_lie`: the server says a live victim dropped, to some holders or all,
+  once or twice, to collect both kinds of its shares.
+* :func:`policy_downgrade`: the server announces weaker parameters (honest-but-curious,
+  t = 2) than the clients' policy fixes.
+* :func:`forced_neighbourhood`: the server hands a victim a neighbourhood made of
+  corrupt clients.
+* :func:`sybil_attack`: the server runs fake clients around one real victim.
+* :func:`differencing_attack`: two aggregates whose survivor sets differ by the victim.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
+from protocols.attacks.wire_server import AttackOutcome, WireServer
 from protocols.errors import RepeatedContributionError
-from secagg import SecAggConfig, crypto
+from secagg import SecAggConfig
+from secagg.attestation import Status
 from secagg.client import SecAggClient
+from secagg.client_state import ClientPhase
 from secagg.errors import SecAggError
-from secagg.messages import (
-    SERVER_ID,
-    AdvertiseKeys,
-    ConsistencySignature,
-    Expect,
-    Header,
-    KeyDirectory,
-    KeyEntry,
-    MaskedInput,
-    MsgType,
-    ShareDelivery,
-    ShareKeys,
-    ShareKind,
-    SignatureList,
-    SurvivorList,
-    UnmaskShares,
-    decode,
-    encode,
-)
-from secagg.simulate import InProcessRound, simulate
+from secagg.messages import Attestations, MsgType, NeighbourKeys, ShareKind
+from secagg.policy import SecurityPolicy
+from secagg.registry import Trust
+from secagg.simulate import InProcessRound, Provisioning, simulate
 
 Vector = npt.NDArray[np.float64]
+__all__ = [
+    "AttackOutcome",
+    "NoAttestationClient",
+    "TrustingClient",
+    "WireServer",
+    "differencing_attack",
+    "dropout_lie",
+    "forced_neighbourhood",
+    "isolation_attack",
+    "policy_downgrade",
+    "sybil_attack",
+]
 
 
-@dataclass
-class AttackOutcome:
-    """What the server got: the victim's input if recovered, else ``None``, and why."""
+# --- deliberately weakened clients (the controls) ----------------------------------------
 
-    recovered: Vector | None
-    refused_by: str | None = None
-    details: dict[str, object] = field(default_factory=dict)
 
-    @property
-    def succeeded(self) -> bool:
-        """True when the server computed the victim's input."""
-        return self.recovered is not None
+class NoAttestationClient(SecAggClient):
+    """Weakened: releases shares on the server's statuses alone, without the evidence
+    that other honest holders were told the same and without its dropout budget (the
+    pre-fix consistency gap: a check the server could satisfy per client)."""
+
+    def _check_own_budget(self) -> None:
+        pass
+
+    def _on_attestations(self, msg: Attestations) -> bytes:
+        return self._unmask_honest_but_curious()
+
+
+class AnswersTwiceClient(NoAttestationClient):
+    """Weakened further: answers a second status list as well (no one-answer rule)."""
+
+    _EXPECTED: ClassVar[dict[ClientPhase, tuple[MsgType, ...]]] = {
+        **SecAggClient._EXPECTED,
+        ClientPhase.DONE: (MsgType.STATUS_LIST, MsgType.ABORT),
+        ClientPhase.REPORTED: (MsgType.ATTESTATIONS, MsgType.STATUS_LIST, MsgType.ABORT),
+    }
+
+    def _forget_shares(self) -> None:
+        pass
+
+    def _guard_release(self, owner: int, kind: ShareKind) -> None:
+        pass
+
+    def _dispatch(self, data: bytes) -> bytes | None:
+        if (
+            len(data) > 5
+            and data[5] == MsgType.STATUS_LIST
+            and self.phase is not ClientPhase.MASKED
+        ):
+            self.st.phase = ClientPhase.MASKED  # forget it answered
+        return super()._dispatch(data)
+
+
+class TrustingClient(SecAggClient):
+    """Weakened: takes its neighbourhood from the server instead of the registry graph
+    and, having no graph, no evidence either (the pre-fix design, where the server shaped
+    the graph and a client trusted its survivor list)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.graph = None
+        self._expect = self._expectations()
+
+
+class CorruptClient(TrustingClient):
+    """A client the server runs: it accepts whatever neighbours the server lists."""
+
+    def _accept_keys(self, msg: NeighbourKeys) -> dict[int, tuple[bytes, bytes]]:
+        return {e.client: (e.channel_public, e.mask_public) for e in msg.entries if e.present}
+
+
+def _config(n: int, setting: str = "active", **kw: Any) -> SecAggConfig:
+    return SecAggConfig.default(n, setting=setting, rounding="nearest", **kw)  # type: ignore[arg-type]
+
+
+def _inputs(n: int, d: int, seed: int) -> Vector:
+    return np.random.default_rng(seed).uniform(-1, 1, (n, d))
+
+
+# --- the dropout lie ------------------------------------------------------------------------
+
+
+def dropout_lie(
+    victim: int = 0,
+    *,
+    split: bool,
+    ask_twice: bool,
+    n: int = 7,
+    weakened: bool = False,
+    seed: int = 0,
+) -> AttackOutcome:
+    """Claim that a live ``victim`` dropped after it sent its masked input.
+
+    The server needs ``t`` shares of the victim's self-mask seed (asked as if it survived)
+    *and* ``t`` of its mask key (as if it dropped). ``split``: tell half the holders each
+    story at once; ``ask_twice``: first ask with the victim alive, then again claiming it
+    dropped. ``weakened``: for ``split``, clients that took the server's parameters
+    (honest-but-curious, t = 2: no certification, a threshold two stories can share);
+    for ``ask_twice``, clients without the one-answer rule.
+    """
+    if split and weakened:
+        srv = _downgraded_server(n, seed)
+    else:
+        factory = AnswersTwiceClient if weakened else SecAggClient
+        srv = WireServer(_config(n, graph="complete"), _inputs(n, 64, seed), client_factory=factory)
+    srv.to_masked_inputs()
+    everyone = frozenset(srv.masked)
+    without = everyone - {victim}
+    others = sorted(c for c in everyone if c != victim)
+    if split:  # alternate the stories around the victim's neighbourhood
+        stories = dict.fromkeys(everyone, everyone)
+        for i, c in enumerate(srv.lists[victim]):
+            stories[c] = everyone if i % 2 else without
+        srv.unmask(stories)
+        return srv.recover(victim)
+    first = everyone if ask_twice else without
+    srv.unmask({c: first for c in everyone})
+    if ask_twice:  # the same clients, asked again with the other story
+        srv.unmask({c: without for c in others})
+    return srv.recover(victim)
+
+
+# --- isolation by equivocation --------------------------------------------------------------
+
+
+def isolation_attack(*, weakened: bool, n: int = 7, victim: int = 0) -> AttackOutcome:
+    """Tell the victim everyone is alive, and tell everyone else that the victim is
+    alive but every other client dropped: each holder then releases the victim's
+    self-mask share and its other neighbours' mask-key shares, and the server strips
+    every mask off the victim's input (each pairwise mask through the neighbour's key).
+
+    Fixed: the victim's neighbours are certified dropped by their holders' views, so
+    the side rule withholds the victim's self mask (and each holder's own dropout
+    budget refuses such a story). Weakened: clients without attestation or budget.
+    """
+    cfg = _config(n)
+    factory = NoAttestationClient if weakened else SecAggClient
+    srv = WireServer(cfg, _inputs(n, 64, 3), client_factory=factory)
+    srv.to_masked_inputs()
+    everyone = frozenset(srv.masked)
+    stories = {c: frozenset({victim, c}) for c in everyone}
+    stories[victim] = everyone
+    srv.unmask(stories)
+    return srv.recover(victim)
+
+
+# --- parameters the server chooses -------------------------------------------------------
+
+
+def _downgraded_server(n: int, seed: int, *, weakened: bool = True) -> WireServer:
+    """A server announcing honest-but-curious parameters with t = 2, k = 4 to clients
+    provisioned for the default active policy; ``weakened`` clients take them (policy
+    off), the others refuse the session."""
+    weak = SecAggConfig(
+        num_clients=n, threshold=2, neighbours=4, setting="honest_but_curious", rounding="nearest"
+    )
+    prov = Provisioning.make(_config(n), SecurityPolicy())  # what the clients hold
+
+    def factory(config: SecAggConfig, cid: int, **kw: Any) -> SecAggClient:
+        trust: Trust | None = kw.pop("trust", None)
+        if weakened or trust is None:
+            return SecAggClient(config, cid, **kw)  # policy off: whatever the server says
+        return SecAggClient(config, cid, policy=trust.registry.policy, **kw)
+
+    return WireServer(weak, _inputs(n, 64, seed), client_factory=factory, provisioning=prov)
+
+
+def policy_downgrade(*, weakened: bool, n: int = 20, victim: int = 0) -> AttackOutcome:
+    """Weaker parameters than the clients' policy (honest-but-curious, t = 2, k = 4), then
+    split stories among the victim's holders (zero colluders needed at t = 2). Fixed:
+    every client refuses the session before any key leaves it. Weakened: clients that
+    take the server's parameters (policy off)."""
+    srv = _downgraded_server(n, 1, weakened=weakened)
+    if len(srv.clients) < n:
+        return AttackOutcome(None, float("inf"), 1.0, _names(srv), {"refused": len(srv.errors)})
+    srv.to_masked_inputs()
+    everyone = frozenset(srv.masked)
+    stories = {c: everyone for c in everyone}
+    for h in srv.graph.neighbours(victim)[2:]:
+        stories[h] = everyone - {victim}  # these release the victim's mask-key shares
+    srv.unmask(stories)
+    return srv.recover(victim)
+
+
+def forced_neighbourhood(*, weakened: bool, victim: int = 0) -> AttackOutcome:
+    """The server tells the victim its neighbours are t corrupt clients of its choice,
+    so the corrupt holders alone rebuild both of its secrets and unmask its input.
+
+    The corrupt clients sit anywhere but next to the victim in the registry's graph (the
+    corruption does not depend on the graph). Fixed: the victim checks its neighbour
+    list against that graph and refuses (``NeighbourhoodError``) before it deals.
+    Weakened: a victim that takes its neighbourhood from the server (the pre-fix design,
+    where the server shaped the graph) deals to the corrupt clients.
+    """
+    n = 12
+    cfg = SecAggConfig(
+        num_clients=n, threshold=4, neighbours=4, setting="active", rounding="nearest"
+    )
+    prov = Provisioning.make(cfg)
+    graph = prov.registry.ring(cfg.neighbours)
+    corrupt = frozenset([c for c in range(n) if c not in graph.holders(victim)][: cfg.threshold])
+
+    def factory(config: SecAggConfig, cid: int, **kw: Any) -> SecAggClient:
+        cls = CorruptClient if cid in corrupt else (TrustingClient if weakened else SecAggClient)
+        return cls(config, cid, **kw)
+
+    srv = WireServer(
+        cfg, _inputs(n, 64, 2), client_factory=factory, provisioning=prov, corrupt=corrupt
+    )
+    srv.lists[victim] = tuple(sorted(corrupt))
+    for c in corrupt:
+        srv.lists[c] = tuple(sorted((corrupt - {c}) | {victim}))
+    srv.advertise()
+    srv.share()
+    srv.deliver()
+    everyone = frozenset(srv.masked)
+    srv.unmask({c: everyone for c in everyone})
+    out = srv.recover(victim)
+    out.details["corrupt"] = sorted(corrupt)
+    return out
+
+
+def _names(srv: WireServer) -> str:
+    return ", ".join(sorted({type(e).__name__ for e in srv.errors.values()})) or "none"
+
+
+# --- Sybil clients ----------------------------------------------------------------------------
+
+
+def sybil_attack(victim_input: Vector, n: int = 7, *, trusted_registry: bool) -> AttackOutcome:
+    """One real client (the victim, id 0) and ``n - 1`` identities the server runs.
+
+    With a trusted registry the fake clients cannot MAC their keys for the victim under
+    the registered identities, so the victim sees no neighbour and refuses; when the
+    server hands out the registry it lists its own keys, the round completes and the
+    server subtracts the inputs it chose for its Sybils.
+    """
+    cfg = _config(n, graph="complete")
+    xs = np.zeros((n, victim_input.shape[0]))
+    xs[0] = victim_input
+    prov = Provisioning.make(cfg)
+    if not trusted_registry:  # the server provisions the victim with its own registry
+        rnd = InProcessRound(xs, cfg, provisioning=prov)
+    else:
+        fake = Provisioning.make(cfg)  # keys the server made, not the registered ones
+        sybils = {c: fake.trust[c] for c in range(1, n)}
+        rnd = InProcessRound(xs, cfg, provisioning=prov)
+        for c in sybils:
+            cl = rnd.clients[c]
+            cl.trust = sybils[c]  # right index, wrong keys: its MACs do not verify
+    try:
+        res = rnd.run()
+    except SecAggError as exc:
+        return AttackOutcome(
+            None, float("inf"), float(np.max(np.abs(victim_input))), type(exc).__name__
+        )
+    recovered = np.asarray(res.sum, dtype=np.float64) - xs[1:].sum(axis=0)
+    err = float(np.max(np.abs(recovered - victim_input)))
+    return AttackOutcome(
+        recovered,
+        err,
+        float(np.max(np.abs(victim_input))),
+        None,
+        {"survivors": list(res.survivors)},
+    )
 
 
 # --- multi-round differencing (So et al., AAAI 2023) -----------------------------------
@@ -70,12 +319,14 @@ def differencing_attack(
     """
     n = len(updates)
     rest = [c for c in range(n) if c != victim]
+    truth = np.asarray(updates[victim], dtype=np.float64)
     if not guarded:
-        cfg = SecAggConfig.default(n, rounding="nearest")
-        full = simulate(updates, cfg).sum
-        cfg2 = SecAggConfig.default(n - 1, rounding="nearest")
-        part = simulate([updates[c] for c in rest], cfg2).sum
-        return AttackOutcome(np.asarray(full - part, dtype=np.float64))
+        full = simulate(updates, _config(n)).sum
+        part = simulate([updates[c] for c in rest], _config(n - 1)).sum
+        diff = np.asarray(full - part, dtype=np.float64)
+        return AttackOutcome(
+            diff, float(np.max(np.abs(diff - truth))), float(np.max(np.abs(truth)))
+        )
     from protocols.privacy_layer import PrivacyLayer
 
     layer = PrivacyLayer(backend="masking", backend_params={"setting": "active"})
@@ -87,205 +338,71 @@ def differencing_attack(
             {c: ups[c] for c in rest}, model_hash=model_hash, fresh_noise=fresh_noise
         )
     except RepeatedContributionError as exc:
-        return AttackOutcome(None, type(exc).__name__, {"repeat_clients": exc.clients})
-    assert first.update is not None and second.update is not None
-    diff = first.update * first.total_weight - second.update * second.total_weight
-    return AttackOutcome(np.asarray(diff, dtype=np.float64))
-
-
-# --- Sybil clients ------------------------------------------------------------------------
-
-
-def sybil_attack(
-    victim_input: Vector, n: int = 7, *, trusted_registry: bool, setting: str = "active"
-) -> AttackOutcome:
-    """One real client (the victim, id 0) and ``n - 1`` fake identities run by the server.
-
-    The fake clients sign with keys the server made. With a trusted registry the victim
-    verifies them against the registered keys of the real (absent) clients and aborts;
-    when the server hands out the registry it lists its own keys, the round completes and
-    the server subtracts the inputs it chose for its Sybils.
-    """
-    cfg = SecAggConfig.default(n, setting=setting, graph="complete", rounding="nearest")  # type: ignore[arg-type]
-    sybil_inputs = np.zeros((n - 1, victim_input.shape[0]))
-    rnd = InProcessRound([victim_input, *sybil_inputs], cfg)
-    if cfg.active:
-        fake = {c: crypto.SigningKey.generate() for c in range(1, n)}
-        puppets = [rnd.server.registry] + [rnd.clients[c].registry for c in fake]
-        if not trusted_registry:
-            puppets.append(rnd.clients[0].registry)
-        for c, key in fake.items():
-            rnd.clients[c].identity = key
-            for registry in puppets:
-                registry[c] = key.public_bytes
-    try:
-        res = rnd.run()
-    except SecAggError as exc:
-        return AttackOutcome(None, type(exc).__name__)
-    if 0 not in res.survivors:
-        why = sorted({type(e).__name__ for e in rnd.client_errors}) or ["victim not aggregated"]
-        return AttackOutcome(None, ", ".join(why), {"survivors": list(res.survivors)})
-    recovered = np.asarray(res.sum, dtype=np.float64) - sybil_inputs.sum(axis=0)
-    return AttackOutcome(recovered, None, {"survivors": list(res.survivors)})
-
-
-# --- dropout lie --------------------------------------------------------------------------
-
-
-class WireServer:
-    """A malicious server writing raw wire messages to honest clients.
-
-    Shared by the attack suites and ``secagg audit``: it runs the honest steps on demand
-    (:meth:`advertise`, :meth:`directory`, :meth:`to_masked_inputs`) and lets the caller
-    write any message it likes (:meth:`send`, any :meth:`header`).
-    """
-
-    def __init__(
-        self,
-        n: int = 7,
-        dimension: int = 8,
-        seed: int = 0,
-        *,
-        setting: str = "active",
-        round_index: int = 0,
-        extra: dict[int, bytes] | None = None,
-    ) -> None:
-        self.n = n
-        self.round_index = round_index
-        self.cfg = SecAggConfig.default(
-            n,
-            setting=setting,  # type: ignore[arg-type]
-            graph="complete",
-            rounding="nearest",
+        return AttackOutcome(
+            None,
+            float("inf"),
+            float(np.max(np.abs(truth))),
+            type(exc).__name__,
+            {"repeat_clients": exc.clients},
         )
-        self.session = os.urandom(16)
-        self.ids = {c: crypto.SigningKey.generate() for c in range(n)}
-        self.registry = {c: k.public_bytes for c, k in self.ids.items()}
-        rng = np.random.default_rng(seed)
-        self.inputs = rng.uniform(-1, 1, (n, dimension))
-        self.clients = {
-            c: SecAggClient(
-                self.cfg,
-                c,
-                session_id=self.session,
-                round_index=round_index,
-                dimension=dimension,
-                identity=self.ids[c],
-                registry=self.registry,
-                extra_context=(extra or {}).get(c, b""),
-            )
-            for c in range(n)
-        }
-        for c, cl in self.clients.items():
-            cl.set_input(self.inputs[c])
-        self.expect = Expect(self.session, round_index, n, self.cfg.encoding.ring, dimension)
-        self.errors: dict[int, SecAggError] = {}
-
-    def header(self, round_index: int | None = None, session: bytes | None = None) -> Header:
-        """A server header: this round's, or a forged one for another round or session."""
-        return Header(
-            session or self.session,
-            self.round_index if round_index is None else round_index,
-            SERVER_ID,
-        )
-
-    def send(self, c: int, msg: object) -> object:
-        """Deliver ``msg`` (a message or raw bytes) to client ``c``; its decoded reply, or
-        ``None`` if it aborted (the error is kept in ``errors``)."""
-        data = msg if isinstance(msg, bytes) else encode(msg)  # type: ignore[arg-type]
-        try:
-            reply = self.clients[c].handle(data)
-        except SecAggError as exc:
-            self.errors[c] = exc
-            return None
-        return decode(reply, self.expect, tuple(MsgType)) if reply else None
-
-    def advertise(self) -> dict[int, AdvertiseKeys]:
-        """Every client's key advertisement."""
-        ads = {}
-        for c, cl in self.clients.items():
-            ad = decode(cl.advertise(), self.expect, tuple(MsgType))
-            assert isinstance(ad, AdvertiseKeys)
-            ads[c] = ad
-        return ads
-
-    def directory(self, ads: dict[int, AdvertiseKeys]) -> KeyDirectory:
-        """The key directory an honest server would relay for ``ads``."""
-        entries = tuple(
-            KeyEntry(c, a.channel_public, a.mask_public, a.signature)
-            for c, a in sorted(ads.items())
-        )
-        return KeyDirectory(self.header(), entries)
-
-    def to_masked_inputs(self) -> tuple[KeyDirectory, dict[int, MaskedInput]]:
-        """Run the round honestly until every client has sent its masked input; return
-        the key directory relayed and the masked inputs received."""
-        d = self.directory(self.advertise())
-        shares = {c: self.send(c, d) for c in self.clients}
-        boxes: dict[int, list[tuple[int, bytes]]] = {c: [] for c in self.clients}
-        for s, m in shares.items():
-            assert isinstance(m, ShareKeys)
-            for r, b in m.boxes:
-                boxes[r].append((s, b))
-        everyone = tuple(self.clients)
-        masked: dict[int, MaskedInput] = {}
-        for c in self.clients:
-            m = self.send(c, ShareDelivery(self.header(), everyone, tuple(boxes[c])))
-            if isinstance(m, MaskedInput):
-                masked[c] = m
-        return d, masked
-
-    def unmask(self, lists: dict[int, tuple[int, ...]]) -> dict[tuple[int, ShareKind], int]:
-        """Send each client its survivor list, forward the signatures, count released shares."""
-        sigs = {c: self.send(c, SurvivorList(self.header(), lst)) for c, lst in lists.items()}
-        entries = tuple(
-            sorted((c, m.signature) for c, m in sigs.items() if isinstance(m, ConsistencySignature))
-        )
-        released: dict[tuple[int, ShareKind], int] = {}
-        for c in lists:
-            if c in self.errors:
-                continue
-            m = self.send(c, SignatureList(self.header(), entries))
-            if isinstance(m, UnmaskShares):
-                for owner, kind, _ in m.shares:
-                    released[(owner, kind)] = released.get((owner, kind), 0) + 1
-        return released
+    if first.update is None or second.update is None:
+        return AttackOutcome(None, float("inf"), float(np.max(np.abs(truth))), "no aggregate")
+    diff = np.asarray(
+        first.update * first.total_weight - second.update * second.total_weight, dtype=np.float64
+    )
+    return AttackOutcome(diff, float(np.max(np.abs(diff - truth))), float(np.max(np.abs(truth))))
 
 
-def dropout_lie(victim: int = 0, *, split: bool, ask_twice: bool) -> AttackOutcome:
-    """Claim that a live ``victim`` dropped after it sent its masked input.
+_ = Status  # re-exported for attack scripts that build stories by hand
 
-    The server needs ``t`` shares of the victim's self-mask seed (asked as if it survived)
-    *and* ``t`` of its mask key (as if it dropped). ``split``: tell half the clients each
-    story at once; ``ask_twice``: first ask with the victim alive, then again claiming it
-    dropped. The victim counts as recovered when both kinds reach the threshold.
-    """
-    srv = WireServer()
-    srv.to_masked_inputs()
-    others = [c for c in srv.clients if c != victim]
-    alive = tuple(srv.clients)
-    dropped = tuple(others)
-    if split:
-        half = len(others) // 2
-        lists = {c: alive for c in others[:half]} | {c: dropped for c in others[half:]}
-        released = srv.unmask(lists)
-    else:
-        released = srv.unmask(
-            dict.fromkeys(others, alive) if ask_twice else dict.fromkeys(others, dropped)
-        )
-        if ask_twice:
-            for key, count in srv.unmask(dict.fromkeys(others, dropped)).items():
-                released[key] = released.get(key, 0) + count
-    t = srv.cfg.threshold
-    self_mask = released.get((victim, ShareKind.SELF_MASK), 0)
-    mask_key = released.get((victim, ShareKind.MASK_KEY), 0)
-    details: dict[str, object] = {
-        "self_mask_shares": self_mask,
-        "mask_key_shares": mask_key,
-        "threshold": t,
-        "client_errors": {c: type(e).__name__ for c, e in sorted(srv.errors.items())},
-    }
-    if self_mask >= t and mask_key >= t:
-        return AttackOutcome(srv.inputs[victim], None, details)
-    refused = sorted({type(e).__name__ for e in srv.errors.values()}) or ["one kind per peer"]
-    return AttackOutcome(None, ", ".join(refused), details)
+
+def outcome_table() -> list[tuple[str, AttackOutcome, AttackOutcome | None]]:
+    """Every attack above against the fixed client and its weakened control (the table in
+    ``docs/attacks.md``); ``None`` where no control applies."""
+    return [
+        (
+            "dropout lie, split stories",
+            dropout_lie(split=True, ask_twice=False),
+            dropout_lie(split=True, ask_twice=False, weakened=True),
+        ),
+        (
+            "dropout lie, ask twice",
+            dropout_lie(split=False, ask_twice=True),
+            dropout_lie(split=False, ask_twice=True, weakened=True),
+        ),
+        ("dropout lie, consistent", dropout_lie(split=False, ask_twice=False), None),
+        ("isolation, n = 7", isolation_attack(weakened=False), isolation_attack(weakened=True)),
+        (
+            "isolation, n = 12",
+            isolation_attack(weakened=False, n=12),
+            isolation_attack(weakened=True, n=12),
+        ),
+        ("policy downgrade", policy_downgrade(weakened=False), policy_downgrade(weakened=True)),
+        (
+            "forced neighbourhood",
+            forced_neighbourhood(weakened=False),
+            forced_neighbourhood(weakened=True),
+        ),
+    ]
+
+
+def _describe(out: AttackOutcome) -> str:
+    shares = (
+        f"{out.details.get('self_mask_shares', 0)} / {out.details.get('mask_key_shares', 0)}"
+        f" (t = {out.details.get('threshold', '-')})"
+    )
+    verdict = "RECOVERED" if out.recovered is not None else "hidden"
+    error = f"error {out.error:.3g} vs chance {out.chance_error:.3g}"
+    return f"{verdict}, {error}, shares {shares}, stopped by {out.refused_by or '-'}"
+
+
+def main() -> None:
+    """Print :func:`outcome_table` (``python -m protocols.attacks.server_attacks``)."""
+    for name, fixed, control in outcome_table():
+        print(f"{name}\n  fixed:    {_describe(fixed)}")
+        if control is not None:
+            print(f"  weakened: {_describe(control)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -36,20 +36,52 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
     p.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    g = p.add_argument_group("secagg: one configuration or the scale sweep")
+    g.add_argument("--n", type=int, help="clients")
+    g.add_argument("--d", type=int, help="vector length")
+    g.add_argument("--dropout", type=float, help="fraction of clients that drop after ShareKeys")
+    g.add_argument("--setting", choices=("honest_but_curious", "active"))
+    g.add_argument("--graph", choices=("complete", "secagg+"))
+    g.add_argument("--workers", type=int, help="client processes (default: one per core)")
+    g.add_argument(
+        "--sweep", action="store_true", help="n in {100, ..., 10^4} at one d, log-log slopes"
+    )
+    g = p.add_argument_group("paillier")
+    g.add_argument("--threshold", help="a t/m committee, e.g. 3/5")
     p.set_defaults(func=_main)
 
 
-def run_benchmark(name: str, *, quick: bool = False, progress: bool = False) -> dict[str, Any]:
+def _options(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The benchmark-specific options the user gave, refused for a benchmark without them."""
+    given = {
+        k: v
+        for k in ("n", "d", "dropout", "setting", "graph", "workers", "sweep", "threshold")
+        if (v := getattr(args, k, None)) not in (None, False)
+    }
+    module = importlib.import_module(BENCHMARKS[name])
+    allowed = set(getattr(module, "OPTIONS", ()))
+    bad = sorted(set(given) - allowed)
+    if bad:
+        raise SystemExit(
+            f"secagg bench {name}: options {bad} do not apply (it takes {sorted(allowed)})"
+        )
+    return given
+
+
+def run_benchmark(
+    name: str, *, quick: bool = False, progress: bool = False, **options: Any
+) -> dict[str, Any]:
     """Run benchmark ``name`` in this process and return its figures."""
     if name not in BENCHMARKS:
         raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
     module = importlib.import_module(BENCHMARKS[name])
-    result: dict[str, Any] = module.run(quick=quick, progress=progress)
+    result: dict[str, Any] = module.run(quick=quick, progress=progress, **options)
     return result
 
 
 def _main(args: argparse.Namespace) -> int:
-    result = run_benchmark(args.name, quick=args.quick, progress=not args.json)
+    options = _options(args.name, args)
+    result = run_benchmark(args.name, quick=args.quick, progress=not args.json, **options)
     if args.json:
         json.dump(result, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")

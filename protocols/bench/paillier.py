@@ -153,8 +153,16 @@ def _extrapolate(d1: int, y1: float, d2: int, y2: float, d: int) -> float:
     return max(0.0, y2 + b * (d - d2))
 
 
-def run(quick: bool = False, progress: bool = False) -> dict[str, Any]:
-    """Measure and return the figures (see the module docstring)."""
+OPTIONS = ("threshold",)
+
+
+def run(
+    quick: bool = False, progress: bool = False, *, threshold: str | None = None
+) -> dict[str, Any]:
+    """Measure and return the figures (see the module docstring); with ``threshold``
+    (``"t/m"``) the committee benchmark instead (:func:`run_threshold`)."""
+    if threshold:
+        return run_threshold(threshold, quick=quick, progress=progress)
     from tqdm import tqdm
 
     require_gmpy2()

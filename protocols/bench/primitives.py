@@ -97,10 +97,10 @@ def run(quick: bool = False, progress: bool = False) -> dict[str, Any]:
     shamir_reps = 5 if quick else 20
     t_split = _best(lambda: shamir.split(secret, n, t), shamir_reps)
     shares = shamir.split(secret, n, t)
-    shamir._lagrange_cached.cache_clear()
+    shamir.clear_caches()
 
     def combine_cold() -> None:
-        shamir._lagrange_cached.cache_clear()
+        shamir.clear_caches()
         shamir.combine(shares[:t])
 
     t_comb_cold = _best(combine_cold, shamir_reps)

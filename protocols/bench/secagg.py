@@ -1,17 +1,26 @@
-"""``secagg bench secagg``: the masking protocol at n clients x d elements, with dropouts.
+"""``secagg bench secagg``: one masking round at n clients x d elements, with dropouts.
 
 The server runs in its own process (as it would in a deployment) and measures its own
-compute time per step and its resident-memory growth; one extra run of the headline
-configuration under ``tracemalloc`` gives the peak of its own allocations (tracing is off
-in the timed runs, since it slows every allocation several-fold). The clients run
-in this process, one after the other, with their inputs generated lazily so no more than
-one input vector exists at a time. Client masking time is reported as a ratio to the raw
-AES-CTR keystream time for the same number of mask bytes, measured in this process.
+compute time per step and its resident memory; the clients run in this process, one
+after the other, with their inputs made lazily so no more than one input vector exists
+at a time. Each client's compute time and bytes up and down are counted. Client masking
+time is reported as a ratio to the raw AES-CTR keystream for the same mask bytes. The
+active setting is provisioned as a trusted provisioner would (identities, sealed
+registry, pairwise MAC keys dealt from one secret: ``secagg.simulate.Provisioning``);
+the one-time key agreements a deployment pays per client are not part of a round.
+
+Options: ``--n``, ``--d``, ``--dropout``, ``--setting``, ``--graph`` run one
+configuration; ``--sweep`` measures n in {100, 300, 1000, 3000, 10000} at one d (10^4
+by default) and fits the growth of each figure on a log-log scale. Without options it
+runs the grid of earlier versions (honest-but-curious, n <= 500), Flower's anchor, the
+scale goals (n = 1000, d = 10^5 and n = 10^4, d = 10^4, both settings) and the sweep;
+``--quick`` keeps n <= 1000.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing as mp
 import os
 import struct
@@ -24,18 +33,22 @@ from typing import Any
 import numpy as np
 
 from protocols.bench.flower_peer import flower_available, flower_server_unmask_s
-from secagg.client import SecAggClient, new_session_id
+from protocols.bench.secagg_workers import ClientPool
+from secagg.client import new_session_id
 from secagg.config import SecAggConfig
-from secagg.errors import SecAggError
 from secagg.prg import KEY_BYTES, keystream_into
-from secagg.ring import RingArray
+from secagg.registry import Registry
 from secagg.server import SecAggServer
+from secagg.simulate import Provisioning
 
+OPTIONS = ("n", "d", "dropout", "setting", "graph", "workers", "sweep")
 #: Flower 1.42 SecAgg+ measured on this kind of machine (n = 100, d = 10^6, 14 neighbours,
 #: 10% dropout): server unmasking time, an external anchor (not measured in this run).
 FLOWER_ANCHOR_UNMASK_S = 7.3
 #: Flower's pure-Python Shamir takes minutes per round at n = 500; compare up to n = 100.
 FLOWER_MAX_N = 100
+SWEEP_N = (100, 300, 1000, 3000, 10_000)
+SWEEP_D = 10_000
 
 
 # --- the server process ------------------------------------------------------------------
@@ -51,19 +64,25 @@ def _rss_bytes() -> int:
 
 
 def _server_main(
-    conn: Connection, cfg: SecAggConfig, session: bytes, d: int, trace_memory: bool
+    conn: Connection,
+    cfg: SecAggConfig,
+    session: bytes,
+    d: int,
+    registry: Registry | None,
+    trace_memory: bool,
 ) -> None:
-    """Serve one round over ``conn``: R(eceive), C(lose step), S(tats), Q(uit).
-
-    Timing runs leave ``tracemalloc`` off (it slows every allocation several-fold); the
-    memory run turns it on and reports the peak of the server's own allocations.
-    """
+    """Serve one round over ``conn``: R(eceive), C(lose step), S(tats), Q(uit)."""
     if trace_memory:
         tracemalloc.start()
     rss0 = _rss_bytes()
     rss_peak = rss0
     server = SecAggServer(
-        cfg, session_id=session, round_index=0, dimension=d, record_transcript=False
+        cfg,
+        session_id=session,
+        round_index=0,
+        dimension=d,
+        registry=registry,
+        record_transcript=False,
     )
     busy = 0.0
     while True:
@@ -92,6 +111,7 @@ def _server_main(
                 "busy_s": busy,
                 "peak_bytes": peak,
                 "rss_growth_bytes": rss_peak - rss0,
+                "rss_peak_bytes": rss_peak,
                 "step": server.step.value,
                 "error": repr(server.error) if server.error else None,
                 "survivors": sorted(server.survivors),
@@ -103,11 +123,13 @@ def _server_main(
 
 
 class _RemoteServer:
-    def __init__(self, cfg: SecAggConfig, session: bytes, d: int, trace_memory: bool) -> None:
+    def __init__(
+        self, cfg: SecAggConfig, session: bytes, d: int, registry: Registry | None, trace: bool
+    ) -> None:
         ctx: Any = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(
-            target=_server_main, args=(child, cfg, session, d, trace_memory), daemon=True
+            target=_server_main, args=(child, cfg, session, d, registry, trace), daemon=True
         )
         self.proc.start()
         child.close()
@@ -140,18 +162,6 @@ class _RemoteServer:
 # --- one configuration ---------------------------------------------------------------------
 
 
-class _TimedClient(SecAggClient):
-    mask_seconds = 0.0
-    mask_terms = 0
-
-    def _mask(self, x: RingArray, peers: list[int]) -> RingArray:
-        t0 = time.perf_counter()
-        y = super()._mask(x, peers)
-        self.mask_seconds = time.perf_counter() - t0
-        self.mask_terms = len(peers) + 1
-        return y
-
-
 def _keystream_gbps(nbytes: int, reps: int = 5) -> float:
     key = os.urandom(KEY_BYTES)
     buf = np.empty(nbytes + 32, dtype=np.uint8)
@@ -163,108 +173,212 @@ def _keystream_gbps(nbytes: int, reps: int = 5) -> float:
     return nbytes / best / 1e9
 
 
+def default_config(n: int, setting: str, graph: str | None) -> SecAggConfig:
+    """The default policy's parameters (SecAgg+ from n > 10 unless ``graph`` says)."""
+    g = graph if graph is not None else ("secagg+" if n > 10 and setting != "active" else None)
+    return SecAggConfig.default(n, setting=setting, graph=g)  # type: ignore[arg-type]
+
+
 def run_config(
     n: int,
     d: int,
     dropout: float,
     *,
     setting: str = "honest_but_curious",
+    graph: str | None = None,
     config: SecAggConfig | None = None,
     trace_memory: bool = False,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Run one round and return its figures (default parameters unless ``config``).
 
-    With ``trace_memory`` the server runs under tracemalloc: its peak allocations are
-    exact but its times are inflated, so timing figures come from untraced runs.
+    Dropouts vanish after ShareKeys (the server rebuilds their pairwise masks). The
+    clients run in ``workers`` processes (default: one per core), as real clients run
+    in parallel; each client's compute time is its own. With ``trace_memory`` the
+    server runs under tracemalloc: its peak allocations are exact but its times are
+    inflated, so timing figures come from untraced runs.
     """
-    cfg = config or SecAggConfig.default(
-        n,
-        setting=setting,  # type: ignore[arg-type]
-        graph="secagg+" if n > 10 else None,
-    )
+    cfg = config or default_config(n, setting, graph)
+    prov = Provisioning.make(cfg) if cfg.active else None
     session = new_session_id()
-    rng = np.random.default_rng(n * 7 + d)
-    ndrop = round(dropout * n)
-    dropped = set(range(ndrop))  # vanish after ShareKeys: their masks must be rebuilt
-    server = _RemoteServer(cfg, session, d, trace_memory)
+    dropped = set(np.random.default_rng(n).choice(n, round(dropout * n), replace=False).tolist())
+    workers = workers or os.cpu_count() or 1
+    t_start = time.perf_counter()
+    rss0 = _rss_bytes()
+    server = _RemoteServer(cfg, session, d, prov.registry if prov else None, trace_memory)
+    pool = ClientPool(cfg, session, d, prov, workers)
     try:
-        clients = {
-            c: _TimedClient(cfg, c, session_id=session, round_index=0, dimension=d)
-            for c in range(n)
-        }
-        client_time = dict.fromkeys(range(n), 0.0)
-        sent = dict.fromkeys(range(n), 0)
-
-        def deliver(c: int, data: bytes | None) -> None:
-            if data is not None:
-                sent[c] += len(data)
-                server.receive(c, data)
-
-        for c, cl in clients.items():
-            t0 = time.perf_counter()
-            msg = cl.advertise()
-            client_time[c] += time.perf_counter() - t0
-            deliver(c, msg)
-        step = 0
-        while True:
-            out = server.close_step()
-            if not out:
-                break
-            step += 1
-            for c, data in out.items():
-                if step >= 2 and c in dropped:
-                    continue
-                cl = clients[c]
-                t0 = time.perf_counter()
-                if step == 2:  # the masked-input step: generate this client's input now
-                    cl.set_input(rng.uniform(-1, 1, d).astype(np.float32))
-                try:
-                    reply = cl.handle(data)
-                except SecAggError:  # an abort shows in the server's stats
-                    reply = None
-                client_time[c] += time.perf_counter() - t0
-                deliver(c, reply)
+        client_time, up, down = _drive(server, pool, cfg, dropped)
         stats = server.stats()
+        masks, workers_rss = pool.stats()
     finally:
+        pool.close()
         server.close()
+    wall = time.perf_counter() - t_start
     if stats["error"]:
         raise RuntimeError(f"round failed at n={n}, d={d}: {stats['error']}")
+    row = _row(cfg, d, dropout, dropped, masks, client_time, up, down, stats, wall, trace_memory)
+    row["client_workers"] = pool.workers
+    row["simulation_peak_mib"] = (stats["rss_peak_bytes"] + workers_rss + rss0) / 2**20
+    return row
+
+
+def _drive(
+    server: _RemoteServer, pool: ClientPool, cfg: SecAggConfig, dropped: set[int]
+) -> tuple[dict[int, float], dict[int, int], dict[int, int]]:
+    n = cfg.num_clients
+    client_time = dict.fromkeys(range(n), 0.0)
+    up, down = dict.fromkeys(range(n), 0), dict.fromkeys(range(n), 0)
+
+    def forward(replies: Any) -> None:
+        for c, reply, dt in replies:
+            client_time[c] += dt
+            if reply is not None:
+                up[c] += len(reply)
+                server.receive(c, reply)
+
+    forward(pool.advertise())
+    step = 0
+    while True:
+        out = server.close_step()
+        if not out:
+            break
+        step += 1
+        for c, data in out.items():
+            down[c] += len(data)
+        live = {c: m for c, m in out.items() if not (step >= 2 and c in dropped)}
+        forward(pool.handle(step, live))
+    return client_time, up, down
+
+
+def _row(
+    cfg: SecAggConfig,
+    d: int,
+    dropout: float,
+    dropped: set[int],
+    masks: dict[int, tuple[float, int]],
+    client_time: dict[int, float],
+    up: dict[int, int],
+    down: dict[int, int],
+    stats: dict[str, Any],
+    wall: float,
+    traced: bool,
+) -> dict[str, Any]:
+    n = cfg.num_clients
     live = [c for c in range(n) if c not in dropped]
-    mask_s = np.mean([clients[c].mask_seconds for c in live])
-    mask_bytes = np.mean([clients[c].mask_terms for c in live]) * d * cfg.encoding.ring.itemsize
+    mask_s = float(np.mean([masks[c][0] for c in live]))
+    mask_bytes = float(np.mean([masks[c][1] for c in live])) * d * cfg.encoding.ring.itemsize
     ks = _keystream_gbps(int(d * cfg.encoding.ring.itemsize))
     survivors = len(stats["survivors"])
-    up = np.mean([sent[c] for c in live])
+    timings = stats["timings"]
     row: dict[str, Any] = {
         "n": n,
         "d": d,
         "dropout": dropout,
-        "k": cfg.num_clients - 1 if cfg.neighbours is None else cfg.neighbours,
+        "setting": cfg.setting,
+        "k": cfg.degree,
         "threshold": cfg.threshold,
         "survivors": survivors,
+        "round_s": wall,
         "client_compute_s": float(np.mean([client_time[c] for c in live])),
-        "client_mask_s": float(mask_s),
-        "client_mask_vs_keystream": float(mask_s / (mask_bytes / (ks * 1e9))),
+        "client_mask_s": mask_s,
+        "client_mask_vs_keystream": mask_s / (mask_bytes / (ks * 1e9)),
         "keystream_gbps": ks,
         "server_compute_s": stats["busy_s"],
-        "server_unmask_s": stats["timings"].get("unmasking", 0.0),
+        "server_unmask_s": timings.get("unmasking", 0.0),
+        **{f"server_{k}_s": v for k, v in timings.items() if k != "unmasking"},
         "server_s_per_survivor_ms": 1e3 * stats["busy_s"] / survivors,
         "server_rss_growth_mib": stats["rss_growth_bytes"] / 2**20,
-        "bytes_up_per_client": float(up),
-        "bytes_up_per_element": float(up / d),
+        "server_rss_peak_mib": stats["rss_peak_bytes"] / 2**20,
+        "bytes_up_per_client": float(np.mean([up[c] for c in live])),
+        "bytes_up_per_element": float(np.mean([up[c] for c in live]) / d),
+        "bytes_down_per_client": float(np.mean([down[c] for c in live])),
+        "bytes_down_max_client": max(down[c] for c in live),
     }
-    if trace_memory:
+    if traced:
         row["server_peak_mib"] = stats["peak_bytes"] / 2**20
-    elif flower_available() and n <= FLOWER_MAX_N:
-        k = row["k"]
-        flwr_s = flower_server_unmask_s(n, d, k, cfg.threshold, dropped)
+    elif flower_available() and n <= FLOWER_MAX_N and not cfg.active:
+        flwr_s = flower_server_unmask_s(n, d, row["k"], cfg.threshold, dropped)
         row["flower_server_unmask_s"] = flwr_s
         row["flower_server_unmask_ratio"] = flwr_s / row["server_unmask_s"]
     return row
 
 
-def run(quick: bool = False, progress: bool = False) -> dict[str, Any]:
-    """The grid of the issue (or a small one with ``quick``) and the headline figures."""
+# --- growth ----------------------------------------------------------------------------------
+
+
+def slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of log(y) against log(x): the exponent of the growth."""
+    lx, ly = np.log(np.asarray(xs, float)), np.log(np.asarray(ys, float))
+    return float(np.polyfit(lx, ly, 1)[0])
+
+
+def sweep_n(
+    setting: str,
+    d: int = SWEEP_D,
+    ns: tuple[int, ...] = SWEEP_N,
+    progress: bool = False,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Each figure against n at fixed d, and its fitted log-log slope."""
+    from tqdm import tqdm
+
+    rows = [
+        run_config(n, d, 0.1, setting=setting, workers=workers)
+        for n in tqdm(ns, desc=f"sweep {setting}", disable=not progress, leave=False)
+    ]
+    figures = (
+        "client_compute_s",
+        "bytes_down_per_client",
+        "bytes_up_per_client",
+        "server_compute_s",
+        "server_rss_peak_mib",
+        "k",
+    )
+    out: dict[str, Any] = {"setting": setting, "d": d, "rows": rows}
+    for f in figures:
+        out[f"{f}_slope"] = slope([r["n"] for r in rows], [max(r[f], 1e-9) for r in rows])
+    # the reading of the issue: is the server close to n log n, the client to log n?
+    out["server_vs_nlogn_slope"] = slope(
+        [r["n"] for r in rows], [r["server_compute_s"] / (r["n"] * math.log(r["n"])) for r in rows]
+    )
+    return out
+
+
+# --- the benchmark --------------------------------------------------------------------------
+
+
+def run(
+    quick: bool = False,
+    progress: bool = False,
+    *,
+    n: int | None = None,
+    d: int | None = None,
+    dropout: float | None = None,
+    setting: str | None = None,
+    graph: str | None = None,
+    workers: int | None = None,
+    sweep: bool = False,
+) -> dict[str, Any]:
+    """One configuration (any of n, d, dropout, setting, graph), the sweep, or the whole
+    benchmark (see the module docs); ``workers`` client processes (one per core)."""
+    if sweep:
+        settings = (setting,) if setting else ("honest_but_curious", "active")
+        ns = tuple(x for x in SWEEP_N if not quick or x <= 1000)
+        return {s: sweep_n(s, d or SWEEP_D, ns, progress, workers) for s in settings}
+    if any(v is not None for v in (n, d, dropout, setting, graph)):
+        return run_config(
+            n or 100,
+            d or 100_000,
+            0.1 if dropout is None else dropout,
+            setting=setting or "honest_but_curious",
+            graph=graph,
+            workers=workers,
+        )
+    return _full(quick, progress, workers)
+
+
+def _full(quick: bool, progress: bool, workers: int | None) -> dict[str, Any]:
     from tqdm import tqdm
 
     if quick:
@@ -273,18 +387,18 @@ def run(quick: bool = False, progress: bool = False) -> dict[str, Any]:
     else:
         grid = [(n, d, p) for n in (10, 100, 500) for d in (100_000, 1_000_000) for p in (0.0, 0.1)]
         head = (100, 1_000_000, 0.1)
-    rows = []
-    for n, d, p in tqdm(grid, desc="bench secagg", disable=not progress, leave=False):
-        rows.append(run_config(n, d, p))
+    rows = [
+        run_config(*c, workers=workers)
+        for c in tqdm(grid, desc="bench secagg", disable=not progress, leave=False)
+    ]
     h = next(r for r in rows if (r["n"], r["d"], r["dropout"]) == head)
     # Flower's anchor configuration: 14 neighbours, threshold 8, no corruption tolerance
     anchor_cfg = SecAggConfig(
         num_clients=head[0], threshold=8, neighbours=14, setting="honest_but_curious"
     )
-    anchor = run_config(head[0], head[1], head[2], config=anchor_cfg)
+    anchor = run_config(*head, config=anchor_cfg, workers=workers)
     anchor["config"] = "flower-anchor (k=14, t=8)"
-    # the headline configuration once more, under tracemalloc, for the memory figure
-    traced = run_config(*head, trace_memory=True)
+    traced = run_config(*head, trace_memory=True, workers=workers)
     out: dict[str, Any] = {
         "headline_config": {"n": head[0], "d": head[1], "dropout": head[2], "k": h["k"]},
         "client_mask_vs_keystream": h["client_mask_vs_keystream"],
@@ -297,9 +411,33 @@ def run(quick: bool = False, progress: bool = False) -> dict[str, Any]:
         "configs": [*rows, anchor],
     }
     if not quick:  # same n, d, k, t and dropout as the external anchor
-        speedup = FLOWER_ANCHOR_UNMASK_S / anchor["server_unmask_s"]
-        out["server_unmask_speedup_vs_flower_anchor"] = speedup
+        out["server_unmask_speedup_vs_flower_anchor"] = (
+            FLOWER_ANCHOR_UNMASK_S / anchor["server_unmask_s"]
+        )
     if "flower_server_unmask_ratio" in anchor:  # Flower's own code, measured in this run
         out["flower_server_unmask_ratio"] = anchor["flower_server_unmask_ratio"]
         out["flower_server_unmask_ratio_default_params"] = h["flower_server_unmask_ratio"]
+    out.update(_scale_goals(quick, progress, workers))
+    return out
+
+
+def _scale_goals(quick: bool, progress: bool, workers: int | None) -> dict[str, Any]:
+    """The issue's scale goals, and the growth of a client's bytes down with n."""
+    goals = [(1000, 100_000, "honest_but_curious"), (1000, 100_000, "active")]
+    if not quick:
+        goals += [(10_000, 10_000, "honest_but_curious"), (10_000, 10_000, "active")]
+    out: dict[str, Any] = {"scale": []}
+    for n, d, s in goals:
+        row = run_config(n, d, 0.1, setting=s, workers=workers)
+        out["scale"].append(row)
+        tag = "hbc" if s == "honest_but_curious" else "active"
+        out[f"round_s_n{n}_{tag}"] = row["round_s"]
+        out[f"simulation_peak_mib_n{n}_{tag}"] = row["simulation_peak_mib"]
+        out[f"server_rss_peak_mib_n{n}_{tag}"] = row["server_rss_peak_mib"]
+    ns = tuple(x for x in SWEEP_N if not quick or x <= 1000)
+    grow = sweep_n("honest_but_curious", SWEEP_D, ns, progress, workers)
+    out["sweep_hbc"] = grow["rows"]
+    out["client_bytes_down_growth_slope"] = grow["bytes_down_per_client_slope"]
+    out["client_compute_growth_slope"] = grow["client_compute_s_slope"]
+    out["server_compute_growth_slope"] = grow["server_compute_s_slope"]
     return out

@@ -530,9 +530,14 @@ class LocalDeployment:
         config_path.write_text(toml_document(config))
         log_path = run_root / "flwr-run.log"
         argv = [
-            _executable("flwr"), "run", str(Path(app_dir).resolve()), "local", "--stream",
-            "--run-config", str(config_path),
-        ]  # fmt: skip
+            _executable("flwr"),
+            "run",
+            str(Path(app_dir).resolve()),
+            "local",
+            "--stream",
+            "--run-config",
+            str(config_path),
+        ]
         watcher = SyncWatcher(sync_dir, on_event) if on_event is not None else None
         if watcher is not None:
             watcher.start()
@@ -684,16 +689,24 @@ class LocalDeployment:
         self._superlink = self._spawn(
             "superlink",
             [
-                _executable("flower-superlink"), "--insecure",
+                _executable("flower-superlink"),
+                "--insecure",
                 "--disable-runtime-dependency-installation",
-                "--host", "127.0.0.1", "--port", str(self.port),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
             ],
             sl_log,
             self.port,
-        )  # fmt: skip
+        )
         ready = f"Uvicorn running on http://127.0.0.1:{self.port}"
-        self._wait_for(lambda: ready in tail(sl_log, 200), [self._superlink], deadline,
-                       "the SuperLink to listen")  # fmt: skip
+        self._wait_for(
+            lambda: ready in tail(sl_log, 200),
+            [self._superlink],
+            deadline,
+            "the SuperLink to listen",
+        )
         self._nodes = []
         for i, port in enumerate(self.node_ports):
             cfg: dict[str, NodeConfigValue] = {"partition-id": i, "num-partitions": self.num_nodes}
@@ -703,15 +716,21 @@ class LocalDeployment:
                 self._spawn(
                     f"supernode-{i}",
                     [
-                        _executable("flower-supernode"), "--insecure",
-                        "--superlink", self.address,
-                        "--host", "127.0.0.1", "--port", str(port),
-                        "--node-config", _cli_config_arg(cfg),
+                        _executable("flower-supernode"),
+                        "--insecure",
+                        "--superlink",
+                        self.address,
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--node-config",
+                        _cli_config_arg(cfg),
                     ],
                     self.log_dir / f"supernode-{i}{suffix}.log",
                     port,
                 )
-            )  # fmt: skip
+            )
 
         def all_registered() -> bool:
             for i, node in enumerate(self._nodes):
@@ -733,8 +752,9 @@ class LocalDeployment:
                 return False
             return want <= {n["node-id"] for n in nodes if n["status"] == "online"}
 
-        self._wait_for(all_online, self._procs(), deadline, "the SuperLink to list every "
-                       "SuperNode online")  # fmt: skip
+        self._wait_for(
+            all_online, self._procs(), deadline, "the SuperLink to list every SuperNode online"
+        )
 
     def _wait_for(
         self, cond: Callable[[], bool], procs: list[_Proc], deadline: float, what: str

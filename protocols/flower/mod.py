@@ -8,14 +8,21 @@ weighted update vector, and masks it; the reply holds only the reply bundle, nev
 update. The client's pipeline state (keys, held shares, answered rounds) lives in the
 node's ``context.state`` between the ClientApp processes Flower starts per message.
 
-Active setting: the SuperNode is provisioned with ``--node-config
-'secagg-identity=FILE secagg-registry=FILE'`` (see
-:func:`protocols.flower.records.provision_identities`).
+What the node accepts comes from its provisioning, never from the server: with
+``--node-config 'secagg-identity=FILE secagg-registry=FILE'`` (see
+:func:`protocols.flower.records.provision_identities`) it runs the registry's policy
+(the active setting by default) on the registry's graph; without an identity, the
+honest-but-curious policy of ``secagg-policy=FILE`` or the default one. Its durable
+records (the session counter that refuses a replayed bootstrap) live in
+``secagg-state-dir=DIR`` when given (one file per registered index, surviving restarts
+and new runs), else in ``context.state`` for the run.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
@@ -24,13 +31,18 @@ from flwr.clientapp.typing import ClientAppCallable
 from protocols.flower.records import (
     ARRAYS_KEY,
     SECAGG_KEY,
+    STATE_DIR,
     STATE_KEY,
     model_hash,
-    node_identity,
+    node_policy,
+    node_trust,
     prepare_input,
 )
-from secagg.errors import SecAggError
+from secagg.client_records import ClientRecords
+from secagg.errors import MessageFormatError, SecAggError
 from secagg.pipeline import PipelineClient
+from secagg.policy import SecurityPolicy
+from secagg.registry import Trust
 
 log = logging.getLogger(__name__)
 ERROR_CODE = 0x5EC  # Flower Error code of a message this mod refuses
@@ -47,24 +59,23 @@ def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
         return call_next(msg, context)
     rec = msg.content.config_records[SECAGG_KEY]
     try:
-        index, identity, registry = node_identity(context.node_config)
+        trust = node_trust(context.node_config)
+        policy = node_policy(context.node_config) if trust is None else trust.registry.policy
     except (OSError, ValueError) as exc:
-        return _refuse(msg, f"identity provisioning: {exc}")
+        return _refuse(msg, f"provisioning: {exc}")
     if rec.get("hello"):
-        if index is None or identity is None:
+        if trust is None:
             return _refuse(msg, "the active setting needs this node's identity and registry")
-        reply = ConfigRecord({"index": index, "public-key": identity.public_bytes})
+        reply = ConfigRecord(
+            {"index": trust.index, "public-key": trust.identity.signing.public_bytes}
+        )
         return Message(RecordDict({SECAGG_KEY: reply}), reply_to=msg)
     bundle = rec.get("bundle")
     if not isinstance(bundle, bytes):
         return _refuse(msg, "the secagg record carries no bundle")
-    saved = context.state.config_records.get(STATE_KEY)
-    blob = saved.get("pipeline") if saved is not None else None
+    store = _RecordStore(context, trust)
     try:
-        if isinstance(blob, bytes):
-            client = PipelineClient.load(blob, identity=identity, registry=registry)
-        else:
-            client = PipelineClient(identity=identity, registry=registry)
+        client = _load_client(context, trust, policy, store.load())
     except SecAggError as exc:
         return _refuse(msg, f"saved pipeline state does not load: {exc}")
     inputs: dict[int, Any] = {}
@@ -75,21 +86,8 @@ def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
         out = call_next(msg, context)
         if out.has_error():
             return out  # training failed: this client drops out of the round
-        new_rec = next(iter(out.content.array_records.values()), None)
-        if new_rec is None:
-            return _refuse(msg, "the train function returned no ArrayRecord")
-        metrics = next(iter(out.content.metric_records.values()), None)
-        n_ex = metrics.get("num-examples") if metrics is not None else None
         try:
-            inputs[round_] = prepare_input(
-                new_rec.to_numpy_ndarrays(),
-                old,
-                clip=float(rec.get("clip", 1.0)),  # type: ignore[arg-type]
-                weighting=str(rec.get("weighting", "uniform")),
-                max_weight=float(rec.get("max-weight", 1.0)),  # type: ignore[arg-type]
-                num_examples=None if n_ex is None else float(n_ex),  # type: ignore[arg-type]
-                l2_clip=float(rec["l2-clip"]) if "l2-clip" in rec else None,  # type: ignore[arg-type]
-            )
+            inputs[round_] = _prepared(rec, old, out)
         except ValueError as exc:
             return _refuse(msg, f"update: {exc}")
         contexts[round_] = model_hash(old)
@@ -99,8 +97,81 @@ def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
         return _refuse(msg, f"{type(exc).__name__}: {exc}")
     finally:
         context.state[STATE_KEY] = ConfigRecord({"pipeline": client.save()})
+        store.save(client.records)
     report = client.last_report
     if report is not None:
         for r, err in report.refused.items():
             log.warning("round %d refused: %s: %s", r, type(err).__name__, err)
     return Message(RecordDict({SECAGG_KEY: ConfigRecord({"bundle": answer})}), reply_to=msg)
+
+
+def _load_client(
+    context: Context, trust: Trust | None, policy: SecurityPolicy, records: ClientRecords
+) -> PipelineClient:
+    saved = context.state.config_records.get(STATE_KEY)
+    blob = saved.get("pipeline") if saved is not None else None
+    hbc = None if trust is not None else policy
+    if isinstance(blob, bytes):
+        return PipelineClient.load(blob, trust=trust, policy=hbc, records=records)
+    return PipelineClient(trust=trust, policy=hbc, records=records)
+
+
+def _prepared(rec: Any, old: list[Any], out: Message) -> Any:
+    new_rec = next(iter(out.content.array_records.values()), None)
+    if new_rec is None:
+        raise ValueError("the train function returned no ArrayRecord")
+    metrics = next(iter(out.content.metric_records.values()), None)
+    n_ex = metrics.get("num-examples") if metrics is not None else None
+    return prepare_input(
+        new_rec.to_numpy_ndarrays(),
+        old,
+        clip=_number(rec.get("clip", 1.0)),
+        weighting=str(rec.get("weighting", "uniform")),
+        max_weight=_number(rec.get("max-weight", 1.0)),
+        num_examples=None if n_ex is None else _number(n_ex),
+        l2_clip=_number(rec["l2-clip"]) if "l2-clip" in rec else None,
+    )
+
+
+def _number(v: object) -> float:
+    """A scalar record field as a float; a list or text is refused by name."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError(f"expected a number, got {type(v).__name__}")
+    return float(v)
+
+
+class _RecordStore:
+    """Where a node keeps its durable :class:`ClientRecords`: a file per registered
+    index under ``secagg-state-dir`` (survives restarts and new runs), else the run's
+    ``context.state``."""
+
+    KEY = "secagg-records"
+
+    def __init__(self, context: Context, trust: Trust | None) -> None:
+        self.context = context
+        d = context.node_config.get(STATE_DIR)
+        name = f"records-{trust.index}.bin" if trust is not None else "records-hbc.bin"
+        self.path = Path(str(d)) / name if d else None
+
+    def load(self) -> ClientRecords:
+        try:
+            if self.path is not None:
+                return (
+                    ClientRecords.from_bytes(self.path.read_bytes())
+                    if self.path.exists()
+                    else ClientRecords()
+                )
+            rec = self.context.state.config_records.get(self.KEY)
+            blob = rec.get("records") if rec is not None else None
+            return ClientRecords.from_bytes(blob) if isinstance(blob, bytes) else ClientRecords()
+        except (OSError, MessageFormatError) as exc:
+            raise MessageFormatError(f"durable records do not load: {exc}") from exc
+
+    def save(self, records: ClientRecords) -> None:
+        data = records.to_bytes()
+        if self.path is None:
+            self.context.state[self.KEY] = ConfigRecord({"records": data})
+            return
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, self.path)  # atomic: never a torn record

@@ -345,6 +345,14 @@ def _pinned(context: Context, key: str, session_id: bytes) -> int:
     return last if isinstance(last, int) else 0
 
 
+def _session_field(rec: Mapping[str, Any]) -> bytes:
+    """The message's session id, refused by name unless it is bytes."""
+    session_id = rec.get("session-id")
+    if not isinstance(session_id, bytes):
+        raise PaillierRefusalError("the message carries no session id")
+    return session_id
+
+
 def _record_round(context: Context, key: str, session_id: bytes, round_index: int) -> None:
     context.state[key] = ConfigRecord({"session-id": session_id, "last-round": round_index})
 
@@ -390,8 +398,7 @@ def _hello(
     index: int | None,
     identity: crypto.SigningKey | None,
 ) -> Message:
-    session_id = rec["session-id"]
-    assert isinstance(session_id, bytes)
+    session_id = _session_field(rec)
     key_id = params.public_key.key_id
     if rec.get("key-id") != key_id:
         raise PaillierRefusalError("the server's key id is not the provisioned public key's")
@@ -423,8 +430,7 @@ def _contribute(
     index: int,
     identity: crypto.SigningKey,
 ) -> Message:
-    session_id, round_ = rec["session-id"], rec.get("round")
-    assert isinstance(session_id, bytes)
+    session_id, round_ = _session_field(rec), rec.get("round")
     if not isinstance(round_, int) or round_ < 1:
         raise PaillierRefusalError("the contribute step carries no round")
     last = _pinned(context, CLIENT_STATE_KEY, session_id)
@@ -459,8 +465,7 @@ def _contribute(
 
 
 def _decrypt(msg: Message, context: Context, rec: ConfigRecord, params: PaillierParams) -> Message:
-    session_id, request = rec["session-id"], rec.get("request")
-    assert isinstance(session_id, bytes)
+    session_id, request = _session_field(rec), rec.get("request")
     if not isinstance(request, bytes):
         raise PaillierRefusalError("the decrypt step carries no request")
     try:
@@ -479,7 +484,8 @@ def _decrypt(msg: Message, context: Context, rec: ConfigRecord, params: Paillier
     holder.last_round = last or None
     answer = holder.decrypt(request)  # refusals raise DecryptionRefusedError
     round_ = holder.last_round
-    assert round_ is not None
+    if round_ is None:  # pragma: no cover - decrypt() sets it or raises
+        raise PaillierRefusalError("the key holder recorded no round")
     _record_round(context, HOLDER_STATE_KEY, session_id, round_)
     signature = signing.sign(sum_statement(session_id, round_, answer))
     return _reply(msg, {"sum": answer, "round": round_, "signature": signature})

@@ -11,7 +11,6 @@ the reply bundle, nothing else: no plaintext update, no example count, no metric
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,9 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg import crypto
+from secagg.errors import ConfigError, RegistryError
+from secagg.policy import SecurityPolicy
+from secagg.registry import Identity, Registry, Trust, provision_files
 
 SECAGG_KEY = "secagg"  # the ConfigRecord our messages carry
 STATE_KEY = "secagg-state"  # the ConfigRecord in the node's context.state
@@ -108,59 +110,70 @@ def prepare_input(
 
 # -- provisioning of the active setting -----------------------------------------------
 
+POLICY_FILE = "secagg-policy"  # honest-but-curious nodes: a policy file (optional)
+STATE_DIR = "secagg-state-dir"  # where a node keeps its durable records (optional)
 
-def provision_identities(directory: str | Path, num_clients: int) -> tuple[list[Path], Path]:
-    """Write one Ed25519 identity key per client and the public registry.
 
-    Returns (identity file of each client index, registry file). The identity files
-    are secret (mode 0600) and belong on the client's machine; the registry is public
-    and must reach every client and the server out of band (it is what stops a server
-    from simulating clients).
+def provision_identities(
+    directory: str | Path, num_clients: int, policy: SecurityPolicy | None = None
+) -> tuple[list[Path], Path]:
+    """Write one identity file per client and the sealed registry (with ``policy``,
+    default the active one, and a freshly drawn graph seed).
+
+    Returns (identity file of each client index, registry file). The identity files are
+    secret (mode 0600) and belong on the client's machine; the registry is public and
+    must reach every client and the server out of band: it fixes the parameters every
+    client accepts and the graph, and is what stops a server from simulating clients.
     """
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    files, registry = [], {}
-    for i in range(num_clients):
-        key = crypto.SigningKey.generate()
-        path = d / f"identity-{i}.key"
-        path.touch(mode=0o600)
-        path.write_text(json.dumps({"index": i, "private": key.private_bytes().hex()}))
-        files.append(path)
-        registry[str(i)] = key.public_bytes.hex()
-    reg = d / "registry.json"
-    reg.write_text(json.dumps(registry, sort_keys=True))
-    return files, reg
+    return provision_files(directory, num_clients, policy)
 
 
 def load_registry(path: str | Path) -> dict[int, bytes]:
-    """Client index -> Ed25519 public key, from a registry file."""
-    raw = json.loads(Path(path).read_text())
-    if not isinstance(raw, dict):
-        raise ValueError(f"registry {path} is not a JSON object")
-    out = {int(k): bytes.fromhex(v) for k, v in raw.items()}
-    if any(len(v) != 32 for v in out.values()):
-        raise ValueError(f"registry {path} holds a key that is not 32 bytes")
-    return out
+    """Client index -> Ed25519 identity key, from a sealed registry file."""
+    try:
+        return Registry.load(path).identities()
+    except RegistryError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def load_identity(path: str | Path) -> tuple[int, crypto.SigningKey]:
     """(client index, signing key) from an identity file."""
-    raw = json.loads(Path(path).read_text())
-    if not isinstance(raw, dict) or not isinstance(raw.get("index"), int):
-        raise ValueError(f"identity file {path} is malformed")
-    return raw["index"], crypto.SigningKey.from_private_bytes(bytes.fromhex(raw["private"]))
+    try:
+        ident = Identity.load(path)
+    except RegistryError as exc:
+        raise ValueError(str(exc)) from exc
+    return ident.index, ident.signing
+
+
+def node_trust(node_config: Mapping[str, Any]) -> Trust | None:
+    """The :class:`~secagg.registry.Trust` a SuperNode was provisioned with, or None when
+    it has no identity (honest-but-curious)."""
+    ident = node_config.get(IDENTITY_FILE)
+    reg = node_config.get(REGISTRY_FILE)
+    if not ident or not reg:
+        return None
+    try:
+        return Trust.of(Identity.load(str(ident)), Registry.load(str(reg)))
+    except RegistryError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def node_policy(node_config: Mapping[str, Any]) -> SecurityPolicy:
+    """An honest-but-curious node's policy: its policy file, or the default one."""
+    path = node_config.get(POLICY_FILE)
+    if not path:
+        return SecurityPolicy.honest_but_curious()
+    try:
+        return SecurityPolicy.from_json(Path(str(path)).read_text())
+    except (OSError, ConfigError) as exc:
+        raise ValueError(f"policy file {path}: {exc}") from exc
 
 
 def node_identity(
     node_config: Mapping[str, Any],
 ) -> tuple[int | None, crypto.SigningKey | None, dict[int, bytes] | None]:
-    """(index, identity, registry) from a SuperNode's node_config, or Nones (hbc)."""
-    ident = node_config.get(IDENTITY_FILE)
-    reg = node_config.get(REGISTRY_FILE)
-    if not ident or not reg:
+    """(index, signing key, registry identities) from a SuperNode's node_config, or Nones."""
+    trust = node_trust(node_config)
+    if trust is None:
         return None, None, None
-    index, key = load_identity(str(ident))
-    registry = load_registry(str(reg))
-    if registry.get(index) != key.public_bytes:
-        raise ValueError("this node's identity key is not the registry's key for its index")
-    return index, key, registry
+    return trust.index, trust.identity.signing, trust.registry.identities()

@@ -35,13 +35,16 @@ from protocols.flower.records import (
     WEIGHTINGS,
     flatten,
     input_dimension,
-    load_registry,
     model_hash,
     unflatten,
 )
 from protocols.flower.sync import ExchangeHook
+from protocols.participation import Participation, check_dp_fedavg
 from secagg.config import SecAggConfig
+from secagg.errors import RegistryError, SecAggError
 from secagg.pipeline import ExchangeKind, PipelineServer, RoundEnd
+from secagg.policy import SECURITY_FIELDS, SecurityPolicy
+from secagg.registry import Registry
 from secagg.server import ServerOutcome
 
 log = logging.getLogger(__name__)
@@ -123,7 +126,10 @@ class SecAggWorkflow:
         poll_interval: seconds between pulls for replies; ``None`` uses
             ``grid.send_and_receive`` (Flower 1.42 pulls every 3 s). A short interval
             saves up to one pull period per exchange at the cost of more requests.
-        overrides: extra :class:`SecAggConfig` fields (threshold, neighbours, ...).
+        policy: honest-but-curious: the nodes' policy (default: the honest-but-curious
+            one with ``dropout_fraction``); active: the registry's policy is used.
+        overrides: extra encoding fields (bits, clip range, scale, rounding); security
+            parameters come from the nodes' policy only.
     """
 
     rounds: int
@@ -138,6 +144,7 @@ class SecAggWorkflow:
     server_lr: float = 1.0
     dropout_fraction: float = 0.2
     registry_file: str | None = None
+    policy: SecurityPolicy | None = None
     ledger: Any = None
     round_cost: Callable[[int], Any] | None = None
     hook: ExchangeHook | None = None
@@ -161,6 +168,8 @@ class SecAggWorkflow:
                 raise WorkflowError("DP-FedAvg needs uniform weights (fixed public denominator)")
             if getattr(self.dp, "adaptive", None) is not None:
                 raise WorkflowError("adaptive clipping is not supported by SecAggWorkflow")
+            # every registered node in every round: no sampling to amplify by
+            check_dp_fedavg(self.dp, Participation.everyone(), where="SecAggWorkflow")
             if self.ledger is not None and self.round_cost is None:
                 self.round_cost = lambda _r: self.dp.round_cost()
         self._noise_rng = np.random.default_rng()  # OS entropy: the DP noise
@@ -187,17 +196,10 @@ class SecAggWorkflow:
         self.nodes.clear()
         self.nodes.update(node_of)
         # the registry fixes the client indices (active); otherwise one index per node
-        n = len(registry) if registry is not None else len(index_of)
-        element_clip = float(self.dp.clip_norm) if self.dp is not None else max(self.clip, 1.0)
-        cfg = SecAggConfig.default(
-            n,
-            setting=self.setting,  # type: ignore[arg-type]
-            dropout_fraction=self.dropout_fraction,
-            **(
-                {"bits": self.bits, "clip_min": -element_clip, "clip_max": element_clip}
-                | self.overrides
-            ),
-        )
+        n = registry.size if registry is not None else len(index_of)
+        if self.dp is not None:  # the fixed denominator is the whole population
+            check_dp_fedavg(self.dp, Participation.everyone(n), where="SecAggWorkflow")
+        cfg = self._config(n, registry)
         dim = input_dimension(model, weighted=self.dp is None)
         srv = PipelineServer(cfg, rounds=self.rounds, dimension=dim, registry=registry)
         rows: list[RoundRow] = []
@@ -316,14 +318,15 @@ class SecAggWorkflow:
             time.sleep(self.poll_interval)
         return out
 
-    def _assign(
-        self, grid: Grid, node_ids: list[int]
-    ) -> tuple[dict[int, int], dict[int, bytes] | None]:
+    def _assign(self, grid: Grid, node_ids: list[int]) -> tuple[dict[int, int], Registry | None]:
         """Client index of every node; in the active setting from a signed-key hello."""
         if self.setting != "active":
             return {nid: i for i, nid in enumerate(node_ids)}, None
-        assert self.registry_file is not None
-        registry = load_registry(self.registry_file)
+        try:
+            sealed = Registry.load(str(self.registry_file))
+        except RegistryError as exc:
+            raise WorkflowError(str(exc)) from exc
+        registry = sealed.identities()
         hello = [
             Message(RecordDict({SECAGG_KEY: ConfigRecord({"hello": True})}), nid, "train")
             for nid in node_ids
@@ -340,10 +343,29 @@ class SecAggWorkflow:
                 index_of[m.metadata.src_node_id] = idx
         if len(index_of) < self.min_nodes:
             raise WorkflowError(f"only {len(index_of)} nodes proved a registered identity")
-        n = max(registry) + 1
-        if set(registry) != set(range(n)):
-            raise WorkflowError("the registry must hold client indices 0..n-1")
-        return index_of, registry
+        return index_of, sealed
+
+    def _config(self, n: int, registry: Registry | None) -> SecAggConfig:
+        """The session's parameters: exactly what the nodes' policy derives (the
+        registry's in the active setting), with this workflow's encoding."""
+        element_clip = float(self.dp.clip_norm) if self.dp is not None else max(self.clip, 1.0)
+        enc = {"bits": self.bits, "clip_min": -element_clip, "clip_max": element_clip}
+        bad = set(self.overrides) & set(SECURITY_FIELDS)
+        if bad:
+            raise WorkflowError(
+                f"{sorted(bad)} are fixed by the nodes' security policy; provision another policy"
+            )
+        policy = registry.policy if registry is not None else self._hbc_policy()
+        try:
+            cfg: SecAggConfig = policy.derive(n, **(enc | self.overrides))
+        except SecAggError as exc:
+            raise WorkflowError(f"the policy derives no parameters for n={n}: {exc}") from exc
+        return cfg
+
+    def _hbc_policy(self) -> SecurityPolicy:
+        if self.policy is not None:
+            return self.policy
+        return SecurityPolicy.honest_but_curious(dropout_fraction=self.dropout_fraction)
 
     def _begin(self, r: int, rows: list[RoundRow]) -> bool:
         if self.ledger is None or self.round_cost is None:
@@ -414,7 +436,8 @@ class SecAggWorkflow:
         )
 
     def _apply(self, model: Arrays, end: RoundEnd) -> Arrays:
-        assert end.outcome is not None
+        if end.outcome is None:
+            raise WorkflowError(f"round {end.round} has no aggregate to apply")
         total = np.asarray(end.outcome.sum, dtype=np.float64)
         if self.dp is not None:  # the ledger committed this round in _finish
             update = self.dp.release(total, rng=self._noise_rng)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import hmac
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from secagg.context import SESSION_ID_MAX_BYTES, check_session_id
+from secagg.context import check_session_id
 from secagg.errors import ContextError
 from secagg.paillier.errors import (
     CiphertextRangeError,
@@ -99,9 +100,24 @@ def _header(kind: int) -> bytes:
     return _HEADER.pack(MAGIC, VERSION, kind)
 
 
+def _ints(values: Iterable[object]) -> tuple[int, ...]:
+    """Fields struct unpacked as integers (a layout mismatch is a format error)."""
+    out: list[int] = []
+    for v in values:
+        if not isinstance(v, int):
+            raise PaillierFormatError("malformed integer fields")
+        out.append(v)
+    return tuple(out)
+
+
+def _key_id(v: object) -> bytes:
+    if not isinstance(v, bytes) or len(v) != KEY_ID_BYTES:
+        raise PaillierFormatError("malformed key id")
+    return v
+
+
 def _session(session_id: bytes) -> bytes:
-    sid = check_session_id(session_id)
-    assert len(sid) <= SESSION_ID_MAX_BYTES < 256
+    sid = check_session_id(session_id)  # at most SESSION_ID_MAX_BYTES (< 256): one length byte
     return bytes([len(sid)]) + sid
 
 
@@ -125,8 +141,7 @@ def encode_public_key(pk: PublicKey) -> bytes:
 def decode_public_key(data: bytes, *, insecure_test_key: bool = False) -> PublicKey:
     """Parse and validate a public key; test-size moduli only if ``insecure_test_key``."""
     r = _Reader(data, KIND_PUBLIC_KEY, "public key")
-    bits, flags = r.unpack(struct.Struct(">HB"))
-    assert isinstance(bits, int) and isinstance(flags, int)
+    bits, flags = _ints(r.unpack(struct.Struct(">HB")))
     if flags not in (0, 1) or not 2 <= bits <= 16384:
         raise PublicKeyFormatError(f"public key: bad header (bits {bits}, flags {flags})")
     n = int.from_bytes(r.take((bits + 7) // 8), "big")
@@ -181,10 +196,9 @@ def decode_ciphertexts(
     :class:`CiphertextRangeError` or :class:`PaillierFormatError`.
     """
     r = _Reader(data, KIND_CIPHERTEXTS, "ciphertext vector")
-    key_id, d, slots, slot_bits, count, width = r.unpack(_LAYOUT)
-    assert isinstance(key_id, bytes) and len(key_id) == KEY_ID_BYTES
-    assert isinstance(d, int) and isinstance(slots, int) and isinstance(slot_bits, int)
-    assert isinstance(count, int) and isinstance(width, int)
+    key_id, *rest = r.unpack(_LAYOUT)
+    d, slots, slot_bits, count, width = _ints(rest)
+    key_id = _key_id(key_id)
     if not hmac.compare_digest(key_id, pk.key_id):
         raise KeyIdMismatchError("ciphertexts are under another public key (key id differs)")
     if (slots, slot_bits) != (packing.slots, packing.slot_bits):
@@ -336,9 +350,9 @@ def decode_decrypted_sum(data: bytes, pk: PublicKey, packing: PackingConfig) -> 
     r = _Reader(data, KIND_DECRYPTED_SUM, "decrypted sum")
     sid = r.session()
     rnd = r.u64()
-    key_id, d, slots, slot_bits, count, width = r.unpack(_LAYOUT)
-    assert isinstance(key_id, bytes) and isinstance(d, int) and isinstance(count, int)
-    assert isinstance(width, int)
+    key_id, *rest = r.unpack(_LAYOUT)
+    d, slots, slot_bits, count, width = _ints(rest)
+    key_id = _key_id(key_id)
     if not hmac.compare_digest(key_id, pk.key_id):
         raise KeyIdMismatchError("decrypted sum names another public key")
     if (slots, slot_bits, width) != (packing.slots, packing.slot_bits, pk.plaintext_bytes):

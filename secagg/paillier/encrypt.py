@@ -212,7 +212,8 @@ class Encryptor:
             raise PaillierConfigError(f"count must be a non-negative int, got {count!r}")
         pk = self.public_key
         if self.randomness == "short_exponent":
-            assert pk.short_exponent_base is not None
+            if pk.short_exponent_base is None:
+                raise PaillierConfigError("short-exponent randomness needs the key's DJN base")
             head: tuple[int, ...] = (pk.n, pk.short_exponent_base, self.short_exponent_bits)
             values = self._map_chunks(_obfuscators_short, head, count)
         else:
@@ -232,7 +233,8 @@ class Encryptor:
                 raise PaillierConfigError("obfuscators were precomputed for another key")
             return _apply_obfuscators(pk.n, plaintexts, obfuscators.take(len(plaintexts)))
         if self.randomness == "short_exponent":
-            assert pk.short_exponent_base is not None
+            if pk.short_exponent_base is None:
+                raise PaillierConfigError("short-exponent randomness needs the key's DJN base")
             head: tuple[int, ...] = (pk.n, pk.short_exponent_base, self.short_exponent_bits)
             return self._map_chunks(_encrypt_short, head, plaintexts)
         return self._map_chunks(_encrypt_standard, (pk.n,), plaintexts)

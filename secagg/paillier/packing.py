@@ -173,7 +173,8 @@ class PackedEncoder:
         if signed.shape[0] == 0 or signed.shape[0] > MAX_ELEMENTS:
             raise EncodingError(f"vector length must be in [1, {MAX_ELEMENTS}]")
         out = signed + self.config.offset
-        assert out.min() >= 0 and out.max() <= self.config.max_value
+        if out.min() < 0 or out.max() > self.config.max_value:  # cannot happen after the clip
+            raise EncodingError("quantised value outside the packing's slot range")
         return out
 
     def pack(self, values: IntArray) -> list[int]:

@@ -158,9 +158,15 @@ def simulate_threshold(
     payloads, rejected = _contributions(vectors, cfg, deal, senders, signing, session, seed)
     timings["encrypt"] = time.perf_counter() - t0
     agg = ThresholdAggregator(
-        tpk, packing, roster, registry, session_id=session, round_index=ROUND_INDEX,
-        num_elements=d, min_contributors=min_contributors,
-    )  # fmt: skip
+        tpk,
+        packing,
+        roster,
+        registry,
+        session_id=session,
+        round_index=ROUND_INDEX,
+        num_elements=d,
+        min_contributors=min_contributors,
+    )
     transcript = Transcript()
     for i, p in payloads.items():
         transcript.add("ciphertexts", i, "contribution", p)

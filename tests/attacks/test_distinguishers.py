@@ -68,7 +68,7 @@ def test_uniformity_holds_for_protocol_views_and_fails_unmasked() -> None:
     xs = np.full((N, 20_000), 0.25)
     rnd = InProcessRound(xs, CFG)
     rnd.run()
-    expect = Expect(rnd.session_id, 0, N, rnd.server.ring, xs.shape[1])
+    expect = Expect.reading(rnd.config, rnd.session_id, 0, xs.shape[1])
     assert rnd.server.transcript is not None
     for rec in rnd.server.transcript.by_phase("masked_input"):
         msg = decode(rec.payload, expect, (MsgType.MASKED_INPUT,))

@@ -48,9 +48,17 @@ END_TO_END_TOL = 1e-6
 def flower_result(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("flower-demo") / "report"
     code = cli.main(
-        ["flower-demo", "--nodes", str(NODES), "--rounds", str(ROUNDS), "--out", str(out),
-         "--keep-history"]
-    )  # fmt: skip
+        [
+            "flower-demo",
+            "--nodes",
+            str(NODES),
+            "--rounds",
+            str(ROUNDS),
+            "--out",
+            str(out),
+            "--keep-history",
+        ]
+    )
     assert code == 0
     result: dict = json.loads((out / "results.json").read_text())
     result["out"] = str(out)

@@ -58,7 +58,6 @@ SEED = 3
 SERVER_NODE = 1
 
 
-
 def _train(msg: Message, context: Context) -> Message:
     """Model + the node's synthetic update (as the paillier_sum app does)."""
     r = int(msg.content["config"]["server-round"])  # type: ignore[arg-type]

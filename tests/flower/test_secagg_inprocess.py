@@ -141,6 +141,27 @@ def test_the_active_setting_needs_a_registry() -> None:
         SecAggWorkflow(rounds=1, setting="active")
 
 
+def test_dp_fedavg_accounted_with_sampling_is_refused() -> None:
+    """Issue 13, item 1: the workflow asks every node in every round, so a mechanism
+    accounted at sample_rate 0.1 would claim amplification that never happens (main
+    accepted it and the ledger under-charged each round about tenfold)."""
+    from dp import DPFedAvg, PrivacyLedger
+    from protocols.participation import AccountingAssumptionError
+
+    sampled = DPFedAvg(clip_norm=0.5, noise_multiplier=1.0, expected_clients=N, sample_rate=0.1)
+    with pytest.raises(AccountingAssumptionError, match="amplification"):
+        SecAggWorkflow(
+            rounds=1, min_nodes=N, dp=sampled, ledger=PrivacyLedger.in_memory(delta=1e-5)
+        )
+    # a fixed denominator other than the population is refused once the nodes are known
+    wrong = DPFedAvg(clip_norm=0.5, noise_multiplier=1.0, expected_clients=N + 3, sample_rate=1.0)
+    ledger = PrivacyLedger.in_memory(delta=1e-5)
+    wf = SecAggWorkflow(rounds=1, min_nodes=N, dp=wrong, ledger=ledger)
+    with pytest.raises(AccountingAssumptionError, match="fixed denominator"):
+        wf.run(_grid(), [np.zeros(D, dtype=np.float32)])
+    assert not ledger.entries  # refused before any round began
+
+
 def test_prepare_input_clips_weights_and_appends_the_weight() -> None:
     old = [np.zeros(3, dtype=np.float32)]
     new = [np.array([0.5, -3.0, 2.0])]

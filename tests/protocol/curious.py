@@ -19,16 +19,27 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from secagg import crypto, shamir
-from secagg.client import ClientPhase, SecAggClient
+from secagg.client import SecAggClient
+from secagg.client_state import ClientPhase
 from secagg.context import RoundContext
 from secagg.errors import ProtocolError
-from secagg.messages import Expect, MaskedInput, MsgType, ShareKind, UnmaskShares, decode
+from secagg.messages import (
+    AdvertiseKeys,
+    Expect,
+    MaskedInput,
+    MsgType,
+    ShareKeys,
+    ShareKind,
+    UnmaskShares,
+    decode,
+)
 from secagg.prg import MaskTerm, apply_masks
 from secagg.ring import Ring, RingArray
 from secagg.roundspec import mask_sign, pairwise_mask_term, pairwise_seed, self_mask_term
@@ -131,8 +142,8 @@ class ReusedSeed(SecAggClient):
     """Broken: one secret for two purposes; the self-mask seed is the mask private key."""
 
     def _generate_self_mask_seed(self) -> bytes:
-        assert self._mask_key is not None
-        return self._mask_key.private_bytes()
+        assert self.st.mask_key is not None
+        return self.st.mask_key.private_bytes()
 
 
 class Seed32(SecAggClient):
@@ -150,7 +161,7 @@ class Colluding(SecAggClient):
     """A corrupt client: it follows the protocol but keeps every share for the server."""
 
     def _forget_shares(self) -> None:
-        self._kept_for_collusion = dict(self._held)
+        self._kept_for_collusion = dict(self.st.held)
         super()._forget_shares()
 
 
@@ -159,7 +170,7 @@ class NoBothSharesCheck(SecAggClient):
 
     _EXPECTED: ClassVar[dict[ClientPhase, tuple[MsgType, ...]]] = {
         **SecAggClient._EXPECTED,
-        ClientPhase.DONE: (MsgType.SURVIVOR_LIST, MsgType.ABORT),
+        ClientPhase.DONE: (MsgType.STATUS_LIST, MsgType.ABORT),
     }
 
     def _guard_release(self, owner: int, kind: ShareKind) -> None:
@@ -172,29 +183,54 @@ class NoBothSharesCheck(SecAggClient):
 # --- the attack ----------------------------------------------------------------------------
 
 
-def _server_view(
-    rnd: InProcessRound,
-) -> tuple[dict[int, RingArray], dict[tuple[int, ShareKind], list[shamir.Share]]]:
-    """Masked inputs and every share the server received, parsed from its transcript."""
+@dataclass
+class ServerView:
+    """What the server received, parsed from its transcript alone."""
+
+    masked: dict[int, RingArray]
+    shares: dict[tuple[int, ShareKind], list[shamir.Share]]
+    mask_public: dict[int, bytes]
+    boxes_to: dict[int, set[int]]  # sender -> who it sent a share box to
+
+    def peers(self, c: int) -> list[int]:
+        """The clients ``c`` masked with: those it exchanged boxes with."""
+        return sorted(v for v in self.boxes_to.get(c, set()) if c in self.boxes_to.get(v, set()))
+
+
+def _server_view(rnd: InProcessRound) -> ServerView:
+    """Masked inputs, shares and public keys the server received, from its transcript."""
     srv = rnd.server
     assert srv.transcript is not None
+    cfg = rnd.config
     expect = Expect(
-        rnd.session_id, rnd.round_index, rnd.config.num_clients, srv.ring, rnd.dimension
+        rnd.session_id,
+        rnd.round_index,
+        cfg.num_clients,
+        srv.ring,
+        rnd.dimension,
+        cfg.degree,
+        cfg.num_clients,
+        0,
     )
-    masked: dict[int, RingArray] = {}
+    view = ServerView({}, {}, {}, {})
     shares: dict[tuple[int, ShareKind], dict[int, shamir.Share]] = defaultdict(dict)
     for rec in srv.transcript:
         try:
-            msg = decode(rec.payload, expect, (MsgType.MASKED_INPUT, MsgType.UNMASK_SHARES))
-        except ProtocolError:  # the other message types
+            msg = decode(rec.payload, expect, tuple(MsgType))
+        except ProtocolError:  # malformed
             continue
         if isinstance(msg, MaskedInput):
-            masked[rec.sender] = msg.vector.copy()
+            view.masked[rec.sender] = msg.vector.copy()
+        elif isinstance(msg, AdvertiseKeys):
+            view.mask_public[rec.sender] = msg.mask_public
+        elif isinstance(msg, ShareKeys):
+            view.boxes_to[rec.sender] = {r for r, _ in msg.boxes}
         elif isinstance(msg, UnmaskShares):
             for owner, kind, raw in msg.shares:
                 s = shamir.Share.from_bytes(raw)
                 shares[(owner, kind)][s.index] = s
-    return masked, {k: list(v.values()) for k, v in shares.items()}
+    view.shares = {k: list(v.values()) for k, v in shares.items()}
+    return view
 
 
 def recover_inputs(
@@ -213,11 +249,9 @@ def recover_inputs(
     srv = rnd.server
     cfg = rnd.config
     ring: Ring = srv.ring
-    topo = srv._topology
-    assert topo is not None
-    directory = srv._directory
     ctx = RoundContext(rnd.session_id, rnd.round_index)
-    masked, shares = _server_view(rnd)
+    view = _server_view(rnd)
+    masked, shares = view.masked, view.shares
     for c in colluders:  # corrupt clients give away both shares of every peer
         for owner, (key_share, mask_share) in rnd.clients[c]._kept_for_collusion.items():
             for kind, raw in ((ShareKind.MASK_KEY, key_share), (ShareKind.SELF_MASK, mask_share)):
@@ -243,8 +277,8 @@ def recover_inputs(
     # a reused seed: any known secret that is someone's mask private key
     for secret in known_secrets:
         kp = crypto.AgreementKeyPair.from_private_bytes(secret)
-        for c, e in directory.items():
-            if e.mask_public == kp.public_bytes:
+        for c, pub in view.mask_public.items():
+            if pub == kp.public_bytes:
                 mask_keys[c] = kp
 
     def strip(v: RingArray, term: MaskTerm) -> None:
@@ -259,7 +293,7 @@ def recover_inputs(
         strip(base, self_mask_term(self_seeds[victim], victim, sign=-1))
         unknown: list[int] = []
         removed = base.copy()
-        for p in sorted(topo.adjacency[victim] & srv._u2):  # the peers the victim masked with
+        for p in view.peers(victim):  # the peers the victim masked with
             if victim in mask_keys:
                 key_side, other = victim, p
             elif p in mask_keys:
@@ -267,9 +301,7 @@ def recover_inputs(
             else:
                 unknown.append(p)
                 continue
-            seed = pairwise_seed(
-                ctx, key_side, mask_keys[key_side], other, directory[other].mask_public
-            )
+            seed = pairwise_seed(ctx, key_side, mask_keys[key_side], other, view.mask_public[other])
             if not weak_prg:  # the victim added sign * mask: take it out
                 strip(removed, pairwise_mask_term(seed, victim, p, -mask_sign(victim, p)))
             elif mask_sign(victim, p) > 0:

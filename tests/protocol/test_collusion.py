@@ -38,9 +38,7 @@ def test_threshold_of_colluders(extra: int) -> None:
     cfg = SecAggConfig.default(N, setting="honest_but_curious", rounding="nearest")
     t = cfg.threshold
     rnd, xs = _round(set(range(N)))
-    topo = rnd.server._topology
-    assert topo is not None
-    neighbours = sorted(topo.adjacency[VICTIM])
+    neighbours = sorted(rnd.server.graph.neighbours(VICTIM))
     assert len(neighbours) >= t
     chosen = tuple(neighbours[: t + extra])
     got = recover_inputs(rnd, brute_force_bits=0, colluders=chosen)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from secagg import SecAggConfig
+from secagg import SecAggConfig, attestation
+from secagg.attestation import Status
 from secagg.client import SecAggClient
 from secagg.errors import UnexpectedMessageError
-from secagg.messages import SERVER_ID, Header, SurvivorList, encode
+from secagg.messages import SERVER_ID, Header, StatusList, encode
 from secagg.simulate import InProcessRound
 
 from .curious import NoBothSharesCheck, ReusedSeed, Seed32, SelfMasksOnly, recover_inputs
@@ -20,13 +21,14 @@ N, D = 6, 24
 HONEST_SEARCH_BITS = 24
 
 
-def _config(min_aggregate: int = 2) -> SecAggConfig:
+def _config() -> SecAggConfig:
+    # no minimum sum beyond t: the attack must stand on the masking alone
     return SecAggConfig(
         num_clients=N,
         threshold=2,
         setting="honest_but_curious",
         tolerated_corrupt=1,
-        min_aggregate=min_aggregate,
+        min_summed_fraction=0.0,
         rounding="nearest",
     )
 
@@ -101,9 +103,15 @@ def _second_unmask_request(rnd: InProcessRound, victim: int) -> list[Exception]:
     srv = rnd.server
     assert srv.transcript is not None
     survivors = tuple(c for c in srv.result().survivors if c != victim)
-    msg = encode(SurvivorList(Header(rnd.session_id, rnd.round_index, SERVER_ID), survivors))
     refusals: list[Exception] = []
     for c in survivors:
+        order = srv.graph.neighbours(c)
+        st = [Status.DROPPED if v == victim else Status.ALIVE for v in order]
+        msg = encode(
+            StatusList(
+                Header(rnd.session_id, rnd.round_index, SERVER_ID), attestation.pack_statuses(st)
+            )
+        )
         try:
             reply = rnd.clients[c].handle(msg)
         except UnexpectedMessageError as exc:

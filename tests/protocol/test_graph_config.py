@@ -11,7 +11,14 @@ from scipy import stats
 
 from secagg import SecAggConfig
 from secagg.errors import ConfigError
-from secagg.graph import choose_parameters, component_of, failure_bounds, hypergeom_tail, neighbours
+from secagg.graph import Graph, component_of, min_covered, neighbours, ring_components
+from secagg.parameters import (
+    active_bounds,
+    choose_parameters,
+    failure_bounds,
+    hypergeom_tail,
+    tail_bound,
+)
 
 
 @given(st.integers(3, 300), st.integers(1, 40), st.binary(min_size=32, max_size=32))
@@ -62,23 +69,84 @@ def test_hypergeometric_tail_matches_scipy() -> None:
 
 
 @pytest.mark.parametrize("n", [10, 100, 500, 1000])
-@pytest.mark.parametrize("setting", ["honest_but_curious", "active"])
-def test_chosen_parameters_meet_their_bounds(n: int, setting: str) -> None:
-    p = choose_parameters(n, corrupt_fraction=0.1, dropout_fraction=0.2, setting=setting)  # type: ignore[arg-type]
+def test_honest_but_curious_parameters_meet_their_bounds(n: int) -> None:
+    p = choose_parameters(
+        n, corrupt_fraction=0.1, dropout_fraction=0.2, setting="honest_but_curious"
+    )
     assert p.privacy_failure <= 2.0**-40 and p.correctness_failure <= 2.0**-20
-    priv, corr = failure_bounds(n, p.k, p.threshold, p.corrupt, p.dropouts, setting)  # type: ignore[arg-type]
+    priv, corr = failure_bounds(n, p.k, p.threshold, p.corrupt, p.dropouts)
     assert (priv, corr) == (p.privacy_failure, p.correctness_failure)
     if p.kind == "secagg+":
         assert p.k < n - 1 and p.k % 2 == 0
-        # one step sparser is not enough (smallest k)
-        if p.k > 2:
-            smaller = [
-                failure_bounds(n, p.k - 2, t, p.corrupt, p.dropouts, setting)  # type: ignore[arg-type]
-                for t in range(2, p.k)
-            ]
+        if p.k > 2:  # one step sparser is not enough (smallest k)
+            smaller = [failure_bounds(n, p.k - 2, t, p.corrupt, p.dropouts) for t in range(2, p.k)]
             assert not any(a <= 2.0**-40 and b <= 2.0**-20 for a, b in smaller)
-    if setting == "active" and p.kind == "complete":
-        assert 2 * p.threshold > n + p.corrupt
+
+
+@pytest.mark.parametrize("n", [100, 530, 1000, 2000, 10_000])
+def test_active_parameters_meet_their_rules(n: int) -> None:
+    """2t > k + 1 + c_full, t > k/2 + 1 + c_side, t <= k - d_full with the tails at
+    2^-sigma / 2^-eta; the smallest such k; the guaranteed sum covers min_summed."""
+    p = choose_parameters(n, min_summed_fraction=0.25)
+    assert (
+        p.setting == "active"
+        and p.privacy_failure <= 2.0**-40
+        and p.correctness_failure <= 2.0**-20
+    )
+    assert p.min_summed >= 0.25 * n
+    if p.kind == "complete":
+        assert 2 * p.threshold > n + p.corrupt and p.threshold <= n - p.dropouts
+        return
+    b = active_bounds(n, p.k, p.corrupt, p.dropouts, 40, 20)
+    assert 2 * p.threshold > p.k + 1 + b.c_full and p.threshold > p.k // 2 + 1 + b.c_side
+    assert p.threshold <= p.k - b.d_full and p.dropout_cap == b.d_side
+    assert p.min_summed == min_covered(n, p.k, b.c_side + b.d_side)
+    k = p.k - 2  # one step sparser fails a rule or the sum size
+    b2 = active_bounds(n, k, p.corrupt, p.dropouts, 40, 20)
+    t2 = b2.threshold(k)
+    assert t2 > k - b2.d_full or min_covered(n, k, b2.c_side + b2.d_side) < 0.25 * n
+
+
+def test_tail_bounds_match_scipy() -> None:
+    for pop, marked, draws in ((999, 100, 272), (9999, 2000, 193)):
+        for target in (2.0**-40 / 1000, 2.0**-20 / 1000):
+            c, tail = tail_bound(pop, marked, draws, target)
+            assert tail <= target < stats.hypergeom.sf(c - 1, pop, marked, draws) * (1 + 1e-9)
+            assert math.isclose(
+                tail, stats.hypergeom.sf(c, pop, marked, draws), rel_tol=1e-6, abs_tol=1e-300
+            )
+
+
+def test_min_covered_is_a_lower_bound_on_gap_free_sets() -> None:
+    """No set the adversary can leave (each member missing at most beta outsiders per
+    side) is smaller than min_covered: brute force over periodic patterns on small rings."""
+    n, k = 60, 10
+    g = Graph(n, k, b"s" * 32)
+    for beta in range(0, k // 2):
+        bound = min_covered(n, k, beta)
+        for period in range(1, 12):
+            for holes in range(0, period):
+                members = {g.at(p) for p in range(n) if p % period >= holes}
+                if not members:
+                    continue
+                ok = all(
+                    sum(v not in members for v in g.side_of(o, s)) <= beta
+                    for o in members
+                    for s in (-1, 1)
+                )
+                if ok:
+                    assert len(members) >= bound, (beta, period, holes)
+
+
+def test_ring_components() -> None:
+    g = Graph(20, 4, b"r" * 32)
+    assert ring_components(g, range(20)) == [list(range(20))]
+    gap = {g.at(p) for p in (5, 6)}  # two consecutive missing: k/2 = 2 cuts the ring once
+    parts = ring_components(g, set(range(20)) - gap)
+    assert len(parts) == 1
+    gap |= {g.at(p) for p in (12, 13)}  # a second cut: two components
+    parts = ring_components(g, set(range(20)) - gap)
+    assert sorted(len(p) for p in parts) == [5, 11]
 
 
 def test_sparse_graph_pays_off_at_scale() -> None:
@@ -112,7 +180,9 @@ def test_default_config_tolerates_20pct_dropouts_and_10pct_corrupt(n: int, setti
     assert cfg.privacy_failure <= 2.0**-40 and cfg.correctness_failure <= 2.0**-20
     d = cfg.describe()
     assert d["threshold"] == cfg.threshold and d["k"] >= 2
-    assert "privacy_failure_bound" in d
+    assert "privacy_failure_bound" in d and "min_summed" in d and "dropout_cap" in d
+    if setting == "active":
+        assert cfg.min_summed >= 0.25 * n
 
 
 def test_active_threshold_rule_is_enforced() -> None:
@@ -126,15 +196,25 @@ def test_active_threshold_rule_is_enforced() -> None:
 
 
 def test_secagg_plus_threshold_rule_within_neighbourhoods() -> None:
-    cfg = SecAggConfig.default(100)
+    cfg = SecAggConfig.default(1000)
     assert cfg.neighbours is not None
     with pytest.raises(ConfigError, match="within some neighbourhood"):
         SecAggConfig(
-            num_clients=100,
-            threshold=cfg.threshold - 8,
+            num_clients=1000,
+            threshold=cfg.threshold - 1,
             neighbours=cfg.neighbours,
             setting="active",
-            tolerated_corrupt=10,
+            tolerated_corrupt=100,
+            dropout_fraction=0.2,
+        )
+    with pytest.raises(ConfigError, match="rebuild its mask key"):
+        SecAggConfig(
+            num_clients=1000,
+            threshold=cfg.neighbours - 10,
+            neighbours=cfg.neighbours,
+            setting="active",
+            tolerated_corrupt=100,
+            dropout_fraction=0.2,
         )
 
 
@@ -149,8 +229,8 @@ def test_secagg_plus_threshold_rule_within_neighbourhoods() -> None:
         dict(num_clients=10, threshold=6, tolerated_corrupt=6),
         dict(num_clients=10, threshold=6, tolerated_corrupt=-1),
         dict(num_clients=10, threshold=6, setting="paranoid"),
-        dict(num_clients=10, threshold=6, min_aggregate=0),
-        dict(num_clients=10, threshold=6, min_aggregate=11),
+        dict(num_clients=10, threshold=6, min_summed_fraction=1.0),
+        dict(num_clients=10, threshold=6, dropout_fraction=0.5),
         dict(num_clients=10, threshold=6, bits=4),
         dict(num_clients=10, threshold=6, clip_min=1.0, clip_max=-1.0),
         dict(num_clients=10, threshold=6, rounding="up"),
@@ -167,4 +247,4 @@ def test_bad_config_values(kwargs: dict[str, object]) -> None:
 def test_k_at_least_n_minus_1_is_the_complete_graph() -> None:
     cfg = SecAggConfig(num_clients=10, threshold=6, neighbours=10)
     assert cfg.neighbours is None and cfg.graph == "complete"
-    assert cfg.min_aggregate == 6
+    assert cfg.min_summed == 10  # no corrupt, no dropout tolerated: everyone is summed

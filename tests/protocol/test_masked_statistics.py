@@ -26,7 +26,7 @@ def _uniform_pvalue(v: np.ndarray, ring: Ring) -> float:  # type: ignore[type-ar
 
 def _masked_vectors(rnd: InProcessRound) -> dict[int, np.ndarray]:  # type: ignore[type-arg]
     assert rnd.server.transcript is not None
-    expect = Expect(rnd.session_id, rnd.round_index, N, rnd.server.ring, rnd.dimension)
+    expect = Expect.reading(rnd.config, rnd.session_id, rnd.round_index, rnd.dimension)
     out = {}
     for rec in rnd.server.transcript.by_phase("masked_input"):
         msg = decode(rec.payload, expect, (MsgType.MASKED_INPUT,))

@@ -8,14 +8,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from secagg import attestation
+from secagg.attestation import Status
+from secagg.client_records import ClientRecords
 from secagg.config import SecAggConfig
 from secagg.errors import MessageFormatError, ProtocolViolationError, WrongSessionError
 from secagg.messages import (
     SERVER_ID,
+    Expect,
     Header,
     MsgType,
     ShareKind,
-    SurvivorList,
+    StatusList,
     UnmaskShares,
     decode,
     encode,
@@ -33,6 +37,7 @@ from secagg.pipeline import (
     StateLostError,
 )
 from secagg.pipeline_sim import PipelineRun, plaintext_sums, run_pipeline
+from secagg.policy import SecurityPolicy
 
 N, D, R = 7, 24, 3
 SETTINGS = ("honest_but_curious", "active")
@@ -181,18 +186,27 @@ def test_lost_state_refuses_rounds_in_flight_and_rejoins(setting: str) -> None:
     assert end4 is not None and 2 in end4.survivors  # back through the key advertisement
 
 
+def policy_of(cfg: SecAggConfig) -> SecurityPolicy:
+    return SecurityPolicy.fixed(cfg)
+
+
 def test_a_client_without_state_refuses_a_non_bootstrap_bundle() -> None:
-    srv = PipelineServer(config("honest_but_curious"), rounds=2, dimension=D)
+    cfg = config("honest_but_curious")
+    srv = PipelineServer(cfg, rounds=2, dimension=D)
     first = srv.outgoing()
     for c, b in first.items():
-        srv.receive(c, PipelineClient().handle(b))
+        srv.receive(c, PipelineClient(policy=policy_of(cfg)).handle(b))
     srv.close()
     bundle = srv.outgoing()[0]  # boot_shares: no descriptor, parts for round 1
     with pytest.raises(StateLostError):
-        PipelineClient().handle(bundle)
+        PipelineClient(policy=policy_of(cfg)).handle(bundle)
 
 
 # -- cross-round rules ----------------------------------------------------------------
+
+
+def _expect(session: bytes, r: int, cfg: SecAggConfig, d: int = D) -> Expect:
+    return Expect(session, r, cfg.num_clients, cfg.encoding.ring, d, cfg.degree, cfg.num_clients, 0)
 
 
 def _unmask_shares(reply: bytes, r: int, cfg: SecAggConfig) -> list[tuple[int, ShareKind]]:
@@ -200,13 +214,7 @@ def _unmask_shares(reply: bytes, r: int, cfg: SecAggConfig) -> list[tuple[int, S
     out = []
     for rnd, part in b.parts:
         if rnd == r and part[5] == MsgType.UNMASK_SHARES:
-            from secagg.messages import Expect
-
-            msg = decode(
-                part,
-                Expect(b.session_id, r, cfg.num_clients, cfg.encoding.ring, D),
-                (MsgType.UNMASK_SHARES,),
-            )
+            msg = decode(part, _expect(b.session_id, r, cfg), (MsgType.UNMASK_SHARES,))
             assert isinstance(msg, UnmaskShares)
             out += [(owner, kind) for owner, kind, _ in msg.shares]
     return out
@@ -230,17 +238,13 @@ def test_a_round_r_request_inside_round_r_plus_1_is_refused(setting: str) -> Non
             stash[c] = dict(b.parts)[1]  # round 1's unmasking request, as answered
         if g == train2 and c != victim and c in stash:
             # a new round-1 request that calls the victim dropped: its mask-key share
-            survivors = tuple(x for x in range(N) if x != victim)
-            ask = encode(SurvivorList(Header(b.session_id, 1, SERVER_ID), survivors))
+            ask = encode(StatusList(Header(b.session_id, 1, SERVER_ID), _dropped(cfg, c, victim)))
             parts = (*b.parts, (1, ask))
             return Bundle(
                 b.direction, b.session_id, g, c, parts, b.starts, (1, *b.live_rounds), b.descriptor
             ).encode()
         return bundle
 
-    srv = PipelineServer(cfg, rounds=R, dimension=D, registry=None, keep_finished=True)
-    if cfg.active:  # run_pipeline builds identities itself: let it build the server too
-        srv = None  # type: ignore[assignment]
     orig_receive = PipelineServer.receive
 
     def spy(self: PipelineServer, client: int, data: bytes) -> None:
@@ -250,15 +254,21 @@ def test_a_round_r_request_inside_round_r_plus_1_is_refused(setting: str) -> Non
 
     PipelineServer.receive = spy  # type: ignore[method-assign]
     try:
-        run = run_pipeline(
-            inputs, cfg, rounds=R, dimension=D, contexts=ctx, tamper=tamper, server=srv
-        )
+        run = run_pipeline(inputs, cfg, rounds=R, dimension=D, contexts=ctx, tamper=tamper)
     finally:
         PipelineServer.receive = orig_receive  # type: ignore[method-assign]
     check_exact(run)
     assert all(not shares for shares in released.values())  # nothing about round 1 again
     refused = [e for g, c, e in run.client_errors if g == train2]
     assert len(refused) == N - 1 and all(isinstance(e, RoundClosedError) for e in refused)
+
+
+def _dropped(cfg: SecAggConfig, c: int, victim: int) -> bytes:
+    """Client c's statuses on the complete graph with only ``victim`` dropped."""
+    order = [v for v in range(cfg.num_clients) if v != c]
+    return attestation.pack_statuses(
+        [Status.DROPPED if v == victim else Status.ALIVE for v in order]
+    )
 
 
 def test_a_round_r_message_labelled_as_round_r_plus_1_is_refused() -> None:
@@ -311,17 +321,22 @@ def test_rebuilding_a_dropped_clients_key_in_one_round_does_not_unmask_another()
     y = next(
         rec.payload for rec in r1.transcript if rec.sender == victim and rec.kind == "masked_input"
     )
-    from secagg.messages import Expect, MaskedInput
+    from secagg.messages import AdvertiseKeys, MaskedInput
 
-    msg = decode(
-        y, Expect(srv.descriptor.session_id, 1, N, cfg.encoding.ring, d), (MsgType.MASKED_INPUT,)
-    )
+    e1 = _expect(srv.descriptor.session_id, 1, cfg, d)
+    msg = decode(y, e1, (MsgType.MASKED_INPUT,))
     assert isinstance(msg, MaskedInput)
+    ads = {}
+    for rec in r1.transcript:  # round 1's public keys, from what the server received
+        if rec.kind == "advertise_keys":
+            ad = decode(rec.payload, e1, (MsgType.ADVERTISE_KEYS,))
+            assert isinstance(ad, AdvertiseKeys)
+            ads[rec.sender] = ad.mask_public
     v = msg.vector.copy()
     terms = [self_mask_term(seed1, victim, sign=-1)]
-    for peer in sorted(r1._topology.adjacency[victim]):  # type: ignore[union-attr]
+    for peer in r1.graph.neighbours(victim):
         # the attacker's best guess: round 2's key with round 1's directory
-        guess = pairwise_seed(r1.ctx, victim, key2, peer, r1._directory[peer].mask_public)
+        guess = pairwise_seed(r1.ctx, victim, key2, peer, ads[peer])
         terms.append(pairwise_mask_term(guess, victim, peer, -mask_sign(victim, peer)))
     apply_masks(v, cfg.encoding.ring, terms, session_id=srv.descriptor.session_id, round_index=1)
     cfg.encoding.ring.reduce(v, out=v)
@@ -337,7 +352,7 @@ def test_rebuilding_a_dropped_clients_key_in_one_round_does_not_unmask_another()
 def test_garbage_reply_drops_that_client_only() -> None:
     cfg = config("honest_but_curious")
     srv = PipelineServer(cfg, rounds=1, dimension=D)
-    clients = {c: PipelineClient() for c in range(N)}
+    clients = {c: PipelineClient(policy=policy_of(cfg)) for c in range(N)}
     while not srv.done:
         for c, b in srv.outgoing().items():
             tr = srv.train_round
@@ -367,53 +382,41 @@ def test_bundle_and_descriptor_decoders_refuse_bad_input() -> None:
 
 
 def test_client_refuses_a_changed_session_or_a_replayed_exchange() -> None:
-    srv = PipelineServer(config("honest_but_curious"), rounds=2, dimension=D)
-    client = PipelineClient()
+    cfg = config("honest_but_curious")
+    srv = PipelineServer(cfg, rounds=2, dimension=D)
+    records = ClientRecords()
+    client = PipelineClient(policy=policy_of(cfg), records=records)
     first = srv.outgoing()[0]
     reply = client.handle(first)
     assert client.handle(first) == reply  # redelivery: same bytes, nothing new
-    other = PipelineServer(config("honest_but_curious"), rounds=2, dimension=D)
+    other = PipelineServer(cfg, rounds=2, dimension=D)
     with pytest.raises((WrongSessionError, ProtocolViolationError)):
         client.handle(other.outgoing()[0])
-    loaded = PipelineClient.load(client.save())
+    loaded = PipelineClient.load(client.save(), policy=policy_of(cfg), records=records)
     assert loaded.handle(first) == reply
 
 
 @pytest.mark.parametrize("group_b", [1, 3, 5])
-def test_inconsistent_survivor_lists_in_a_pipelined_round_never_unmask_the_victim(
+def test_inconsistent_statuses_in_a_pipelined_round_never_unmask_the_victim(
     group_b: int,
 ) -> None:
     """Active setting, round 1 of a pipelined session: the server tells group B the victim
-    dropped and group A it survived, and hands each group only its own signatures.
-    The threshold rule (2t > holders, per SecAgg+ neighbourhood) leaves the server
-    short of t self-mask shares or of t mask-key shares of the victim, whatever the
-    split."""
-    from secagg.messages import ConsistencySignature, Expect, SignatureList
-
+    dropped and group A it survived. Group B's evidence contradicts its own view, so it
+    refuses; group A releases only the victim's self-mask shares: never t of both."""
     cfg = config("active")
     s = Schedule(R, cfg.active)
-    victim, r = 0, 1  # round 1's UNMASK exchange reaches everyone (it starts round 3)
+    victim, r = 0, 1
     check, unmask = s.steps(r)[3], s.steps(r)[4]
     b_group = set(range(N - group_b, N))
-    sigs: dict[int, bytes] = {}
     released: list[tuple[int, ShareKind]] = []
-    sid: list[bytes] = []
-
-    def expect(session: bytes) -> Expect:
-        return Expect(session, r, N, cfg.encoding.ring, D)
 
     def tamper(g: int, c: int, bundle: bytes) -> bytes:
         b = Bundle.decode(bundle, TO_CLIENT, 1 << 24)
-        sid[:] = [b.session_id]
         parts = dict(b.parts)
         if g == check and c in b_group and r in parts:
-            survivors = tuple(x for x in range(N) if x != victim)
-            parts[r] = encode(SurvivorList(Header(b.session_id, r, SERVER_ID), survivors))
-        if g == unmask:
-            group = b_group if c in b_group else set(range(N)) - b_group
-            mine = tuple((x, sigs[x]) for x in sorted(group) if x in sigs)
-            parts[r] = encode(SignatureList(Header(b.session_id, r, SERVER_ID), mine))
-        live = tuple(sorted(set(b.live_rounds) | {r})) if g == unmask else b.live_rounds
+            parts[r] = encode(
+                StatusList(Header(b.session_id, r, SERVER_ID), _view_dropped(cfg, c, victim))
+            )
         return Bundle(
             b.direction,
             b.session_id,
@@ -421,23 +424,15 @@ def test_inconsistent_survivor_lists_in_a_pipelined_round_never_unmask_the_victi
             c,
             tuple(sorted(parts.items())),
             b.starts,
-            live,
+            b.live_rounds,
             b.descriptor,
         ).encode()
 
     orig_receive = PipelineServer.receive
 
     def spy(self: PipelineServer, client: int, data: bytes) -> None:
-        b = Bundle.decode(data, TO_SERVER, 1 << 24)
-        for rnd, part in b.parts:
-            if rnd != r:
-                continue
-            if self.exchange == check:
-                msg = decode(part, expect(b.session_id), (MsgType.CONSISTENCY_SIGNATURE,))
-                assert isinstance(msg, ConsistencySignature)
-                sigs[client] = msg.signature
-            if self.exchange == unmask:
-                released.extend(_unmask_shares(data, r, cfg))
+        if self.exchange == unmask:
+            released.extend(_unmask_shares(data, r, cfg))
         orig_receive(self, client, data)
 
     PipelineServer.receive = spy  # type: ignore[method-assign]
@@ -448,6 +443,20 @@ def test_inconsistent_survivor_lists_in_a_pipelined_round_never_unmask_the_victi
     seeds = sum(1 for owner, kind in released if owner == victim and kind is ShareKind.SELF_MASK)
     keys = sum(1 for owner, kind in released if owner == victim and kind is ShareKind.MASK_KEY)
     assert not (seeds >= cfg.threshold and keys >= cfg.threshold), (seeds, keys)
-    assert keys == 0 or len(b_group) >= cfg.threshold  # B released only with t signatures
-    assert seeds + keys > 0  # the attack got answers: the refusal is the protocol's
+    assert keys == 0  # B's view was never certified
+    if N - group_b >= cfg.threshold:  # A (with the victim) can certify it alive
+        assert seeds > 0  # the attack got answers: the refusal is the protocol's
+    else:
+        assert seeds == 0  # too few views agree: nothing of the victim is released
     assert run.ends[2].outcome is not None and run.ends[3].outcome is not None
+
+
+def _view_dropped(cfg: SecAggConfig, c: int, victim: int) -> bytes:
+    """Client c's statuses (canonical order, complete graph) with ``victim`` dropped."""
+    from secagg.graph import Graph
+
+    g = Graph(cfg.num_clients, None, bytes(32))
+    order = attestation.view_clients(g, c)
+    return attestation.pack_statuses(
+        [Status.DROPPED if v == victim else Status.ALIVE for v in order]
+    )

@@ -11,13 +11,14 @@ from hypothesis import strategies as st
 from secagg import SecAggConfig, simulate
 from secagg.errors import (
     ConfigError,
+    DropoutBudgetExceededError,
     EncodingError,
     RoundAbortedError,
     SurvivorSetTooSmallError,
     TooFewSurvivorsError,
 )
 from secagg.messages import MsgType
-from secagg.simulate import DROPOUT_POINTS, InProcessRound
+from secagg.simulate import DROPOUT_POINTS, InProcessRound, LazyInputs, Provisioning
 
 from .harness import abort_is_justified, exact_config, expected_sum, reached
 
@@ -84,7 +85,7 @@ def test_n100_with_dropouts_at_every_step(setting: str, graph: str | None) -> No
 
 def test_stochastic_rounding_sum_within_n_quanta() -> None:
     xs = np.random.default_rng(1).uniform(-1, 1, (12, 50))
-    res = simulate(xs, dropouts=[4, 7], seed=3)
+    res = simulate(xs, dropouts=[4, 7], seed=3)  # 2 of 12: the default budget (20%)
     want = xs[list(res.survivors)].sum(axis=0)
     q = res.params["encoding_quantum"]
     assert np.all(np.abs(res.sum - want) <= len(res.survivors) * q)
@@ -115,8 +116,11 @@ def test_result_shape_and_accounting() -> None:
     )
     masked = res.transcript.by_phase("masked_input")
     assert len(masked) == n and all(r.kind == "masked_input" for r in masked)
-    # 4 bytes per element uploaded at b = 32
-    assert all(len(r.payload) < 4 * d + 64 for r in masked)
+    # 4 bytes per element uploaded at b = 32, plus O(k) bytes of edges and tags (active)
+    k = res.params["k"]
+    assert all(len(r.payload) < 4 * d + 64 + (k + 7) // 8 + 20 * k for r in masked)
+    # per-client messages down: O(k) (keys, a box with digests, statuses, evidence)
+    assert all(0 < v < 400 * k + 200 for v in res.params["bytes_down"].values())
     assert simulate(xs, record_transcript=False).transcript is None
 
 
@@ -143,21 +147,37 @@ def test_fewer_than_t_aborts_on_both_sides_and_releases_nothing(setting: str, po
     assert rnd.server.error is not None
 
 
-def test_min_aggregate_refusal() -> None:
-    n = 10
-    cfg = SecAggConfig(
-        num_clients=n,
-        threshold=6,
-        setting="active",
-        tolerated_corrupt=1,
-        min_aggregate=9,
-        rounding="nearest",
-    )
+def test_dropouts_beyond_the_budget_get_a_named_refusal() -> None:
+    """Active: more dropouts around a client than its policy's cap make it refuse to
+    unmask (a server cutting the graph would look like this); within the cap the round
+    completes. Honest-but-curious: the honest server unmasks no sum over fewer than
+    ``min_summed`` survivors."""
+    n = 30
+    cfg = exact_config(n, "active")
+    xs = np.random.default_rng(3).uniform(-1, 1, (n, 4))
+    prov = Provisioning.make(cfg)  # one registry: one graph for both rounds
+    side = prov.registry.ring(cfg.neighbours).side_of(0, 1)
+    within = dict.fromkeys(side[: cfg.dropout_cap], "share_keys")
+    res = InProcessRound(xs, cfg, within, provisioning=prov).run()
+    assert res.survivors == tuple(c for c in range(n) if c not in within)
+    beyond = dict.fromkeys(side[: cfg.dropout_cap + 1], "share_keys")
+    rnd = InProcessRound(xs, cfg, beyond, provisioning=prov)
+    with pytest.raises(RoundAbortedError):
+        rnd.run()
+    assert isinstance(rnd.clients[0].error, DropoutBudgetExceededError)
+    hbc = SecAggConfig.default(n, setting="honest_but_curious", rounding="nearest")
+    few = dict.fromkeys(range(n - hbc.min_summed + 1), "share_keys")
     with pytest.raises(SurvivorSetTooSmallError):
-        simulate(np.zeros((n, 4)), cfg, dropouts=[3, 5])
-    assert simulate(np.zeros((n, 4)), cfg, dropouts=[3]).survivors == tuple(
-        c for c in range(n) if c != 3
-    )
+        simulate(xs, hbc, few)
+
+
+def test_lazy_inputs_give_the_same_sum() -> None:
+    """Inputs made on demand (one vector at a time) sum as the matrix does."""
+    n, d = 20, 8
+    xs = np.random.default_rng(4).uniform(-1, 1, (n, d))
+    cfg = exact_config(n, "active")
+    res = simulate(LazyInputs(n, d, lambda c: xs[c]), cfg, [3])
+    assert np.array_equal(res.sum, expected_sum(cfg, xs, res.survivors))
 
 
 def test_bad_arguments() -> None:

@@ -22,7 +22,7 @@ def _updates(n: int, d: int = 20, seed: int = 0) -> dict[int, np.ndarray]:
 
 
 def _dp_layer(setting: str = "active") -> PrivacyLayer:
-    mech = dp.DPFedAvg(clip_norm=1.0, noise_multiplier=1.0, expected_clients=10, sample_rate=0.1)
+    mech = dp.DPFedAvg(clip_norm=1.0, noise_multiplier=1.0, expected_clients=10, sample_rate=1.0)
     ledger = dp.PrivacyLedger.in_memory(delta=1e-5)
     return PrivacyLayer(
         backend="masking",

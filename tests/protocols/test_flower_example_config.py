@@ -45,12 +45,14 @@ def test_overrides_and_normalisation() -> None:
     [
         ({"backend": {"name": "plaintext"}}, "backend.name"),
         (
-            {"dp": {"mechanism": "dp_fedavg"}, "clients": {"weighting": "uniform",
-             "sampling": "poisson"}},
+            {
+                "dp": {"mechanism": "dp_fedavg"},
+                "clients": {"weighting": "uniform", "sampling": "poisson"},
+            },
             "dp.mechanism",
         ),
     ],
-)  # fmt: skip
+)
 def test_refuses_what_the_app_cannot_run(changes: dict, key: str) -> None:
     cfg = example_config().replace(**changes)
     with pytest.raises(ExperimentConfigError) as info:

@@ -16,7 +16,7 @@ from protocols.errors import ProtocolLayerError
 
 def test_documented_example_with_dp_fedavg_and_a_ledger() -> None:
     model = torch.nn.Linear(4, 2)
-    mech = dp.DPFedAvg(clip_norm=1.0, noise_multiplier=1.0, expected_clients=5, sample_rate=0.05)
+    mech = dp.DPFedAvg(clip_norm=1.0, noise_multiplier=1.0, expected_clients=5, sample_rate=1.0)
     ledger = dp.PrivacyLedger.in_memory(delta=1e-5, target_epsilon=10.0)
     layer = PrivacyLayer(backend="masking", dp=mech, ledger=ledger)
 
@@ -113,7 +113,7 @@ def test_a_ledger_file_survives_aborts_before_aggregation(tmp_path: Path) -> Non
     layer = _layer(path, "masking", {})
     empty = layer.aggregate({}, model_hash=b"\x00" * 32)
     assert empty.status == "failed" and empty.ledger_entry.status == "aborted_unreleased"
-    bad = {0: np.zeros(3), 1: np.zeros(4), 2: np.zeros(3)}
+    bad = {c: np.zeros(4 if c == 1 else 3) for c in range(_N)}
     with pytest.raises(ProtocolLayerError):
         layer.aggregate(bad, model_hash=b"\x01" * 32)
     assert layer.ledger.entries[-1].round == 1
