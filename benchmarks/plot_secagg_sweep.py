@@ -1,66 +1,72 @@
-"""Plot ``secagg bench secagg --sweep --json`` (both settings): each figure against n on
-log-log axes with its fitted slope, next to the reference growths log n, n and n log n.
+"""Plot the n-sweep of ``secagg bench secagg``: each figure against n on log-log axes
+with its fitted slope, next to the reference growths log n, n and n log n. Reads either
+``--sweep --json`` output (one sweep per setting) or the whole benchmark's JSON (its
+``sweep_hbc`` rows).
 
-    flock /tmp/bench.lock .venv/bin/python -m protocols.cli bench secagg --sweep --json \
-        > benchmarks/results/secagg_sweep.json
-    .venv/bin/python benchmarks/plot_secagg_sweep.py benchmarks/results/secagg_sweep.json
+    .venv/bin/python benchmarks/plot_secagg_sweep.py benchmarks/results/secagg.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
+import numpy as np
 from _common import ROOT, pyplot
 
 FIGURES = (
     ("client_compute_s", "client compute per round", "seconds"),
     ("bytes_down_per_client", "bytes down per client", "bytes"),
     ("server_compute_s", "server compute", "seconds"),
-    ("server_rss_peak_mib", "server peak memory", "MiB"),
 )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("src", type=Path, help="the sweep's JSON")
-    data = json.loads(ap.parse_args().src.read_text())
+    raw = json.loads(ap.parse_args().src.read_text())
+    data = {"honest_but_curious": {"rows": raw["sweep_hbc"]}} if "sweep_hbc" in raw else raw
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(FIGURES), figsize=(16, 3.9))
-    for setting, sweep in sorted(data.items()):
-        rows = sorted(sweep["rows"], key=lambda r: r["n"])
-        ns = [r["n"] for r in rows]
-        for ax, (key, _, _) in zip(axes, FIGURES, strict=True):
-            label = f"{setting.replace('_', '-')}: slope {sweep[f'{key}_slope']:.2f}"
-            ax.plot(ns, [r[key] for r in rows], "o-", label=label)
+    fig, axes = plt.subplots(1, len(FIGURES), figsize=(13, 3.9))
+    series = {s: sorted(v["rows"], key=lambda r: r["n"]) for s, v in sorted(data.items())}
+    active = sorted(
+        (r for r in raw.get("scale", []) if r["setting"] == "active"), key=lambda r: r["n"]
+    )
     for ax, (key, title, unit) in zip(axes, FIGURES, strict=True):
-        lo, hi = ax.get_xlim()
-        first = min(min(r["n"] for r in s["rows"]) for s in data.values())
-        ref_y = min(r[key] for s in data.values() for r in s["rows"] if r["n"] == first)
-        xs = [first * (10 ** (i / 8)) for i in range(0, 17)]
-        for name, f in (
-            ("log n", math.log),
-            ("n", float),
-            ("n log n", lambda x: x * math.log(x)),
-        ):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        for setting, rows in series.items():
+            ns = [r["n"] for r in rows]
+            ys = [max(r[key], 1e-9) for r in rows]
+            fit = np.polyfit(np.log(ns), np.log(ys), 1)[0]
             ax.plot(
-                xs,
-                [ref_y * f(x) / f(first) for x in xs],
-                ":",
-                color="grey",
-                lw=0.8,
-                label=name if key == FIGURES[0][0] else None,
+                ns,
+                ys,
+                "o-",
+                label=f"{setting.replace('_', '-')} (d = {rows[0]['d']:.0e}): slope {fit:.2f}",
             )
-        ax.set_xlim(lo, hi)
+            xs = np.geomspace(ns[0], ns[-1], 20)
+            for name, f in (
+                ("log n", np.log),
+                ("n", lambda x: x),
+                ("n log n", lambda x: x * np.log(x)),
+            ):
+                ax.plot(xs, ys[0] * f(xs) / f(ns[0]), ":", color="grey", lw=0.8)
+                ax.annotate(name, (xs[-1], ys[0] * f(xs[-1]) / f(ns[0])), fontsize=6, color="grey")
+        if active:
+            ax.plot(
+                [r["n"] for r in active],
+                [r[key] for r in active],
+                "s--",
+                label="active, scale rows: "
+                + ", ".join(f"n = {r['n']} at d = {r['d']:.0e}" for r in active),
+            )
         ax.set_title(title)
         ax.set_ylabel(unit)
         ax.set_xlabel("clients n")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     target = ROOT / "docs" / "img" / "bench_secagg_sweep.png"
     fig.savefig(target, dpi=110)

@@ -46,7 +46,7 @@ import torch
 from protocols.backends import AggregationBackend, RoundInfo, make_backend
 from protocols.differencing import ContributionGuard
 from protocols.errors import AggregationAbortedError, ProtocolLayerError
-from protocols.participation import Participation, check_dp_fedavg
+from protocols.participation import AccountingAssumptionError, Participation, check_dp_fedavg
 
 FloatVector = npt.NDArray[np.float64]
 WEIGHTINGS = ("uniform", "examples")
@@ -173,8 +173,14 @@ class PrivacyLayer:
         if self._ticket is not None:
             raise ProtocolLayerError(f"round {self._ticket.round} is open: aggregate it first")
         rid = self._next_round
-        if cost is None and self.dp is not None:
-            cost = self.dp.round_cost()
+        if self.dp is not None:
+            own = self.dp.round_cost()
+            if cost is not None and cost.params != own.params:
+                raise AccountingAssumptionError(
+                    "with DP-FedAvg on, a round costs what the mechanism says "
+                    f"({own.params}); another cost would account a different mechanism"
+                )
+            cost = own
         pending = None
         if cost is not None and self.ledger is not None:
             pending = self.ledger.begin_round(rid, cost)

@@ -135,9 +135,9 @@ class SecAggClient:
         if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
             raise ConfigError(f"dimension must be a positive int, got {dimension!r}")
         self.graph: Graph | None = None
-        if config.active:
-            if trust is None:
-                raise ConfigError("the active setting needs this client's provisioned trust")
+        if config.active and trust is None:
+            raise ConfigError("the active setting needs this client's provisioned trust")
+        if trust is not None:  # a provisioned client runs its registry's policy, always
             if trust.index != client_id:
                 raise ConfigError(f"this client is registered as {trust.index}, not {client_id}")
             trust.registry.policy.check(config, trust.registry.size)
@@ -503,6 +503,10 @@ class SecAggClient:
         if not commitments.holder_shares_ok(
             self.ctx, sender, self.id, key_share, mask_share, kd, md
         ):
+            return self._complain(sender)
+        if self.graph is not None and not commitments.shares_have_header(
+            (key_share, mask_share), self.graph.share_index(sender, self.id), self.config.threshold
+        ):  # shares committed for another index or threshold: the dealer is at fault
             return self._complain(sender)
         self.st.held[sender] = (key_share, mask_share)
         return None

@@ -35,6 +35,11 @@ class ClientRecords:
         """Accept exchange ``exchange`` of session (``counter``, ``session_id``), or raise
         :class:`ReplayedSessionError`; records it when accepted."""
         if counter > self.session_counter:
+            if session_id == self.session_id:
+                raise ReplayedSessionError(
+                    "this session id was accepted before under a lower counter: a session "
+                    "is never set up twice"
+                )
             self.session_counter, self.session_id, self.last_exchange = (
                 counter,
                 session_id,

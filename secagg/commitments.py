@@ -181,9 +181,16 @@ class BadDealingProof:
 DealingProof = BadBoxProof | BadDealingProof
 
 
-def verify_proof(proof: DealingProof, registry: bytes, identity_keys: Mapping[int, bytes]) -> bool:
+def verify_proof(
+    proof: DealingProof,
+    registry: bytes,
+    identity_keys: Mapping[int, bytes],
+    expected: tuple[int, int] | None = None,
+) -> bool:
     """True when ``proof`` shows its owner misbehaved, checked with public data only: the
-    owner's signed commitment, (for a box) the holder's signed advertisement."""
+    owner's signed commitment, (for a box) the holder's signed advertisement.
+    ``expected``: the (share index, threshold) the registry's graph and policy fix for the
+    box's holder; a committed share with another header is then proof too."""
     c = proof.commitment
     try:
         crypto.verify_signature(
@@ -195,7 +202,9 @@ def verify_proof(proof: DealingProof, registry: bytes, identity_keys: Mapping[in
             crypto.verify_signature(identity_keys[ad.client], ad.signature, payload)
     except (SignatureError, KeyError):
         return False
-    return dealing_is_bad(proof) if isinstance(proof, BadDealingProof) else box_is_bad(proof)
+    if isinstance(proof, BadDealingProof):
+        return dealing_is_bad(proof)
+    return box_is_bad(proof, expected)
 
 
 def dealing_is_bad(proof: BadDealingProof) -> bool:
@@ -223,10 +232,21 @@ def dealing_is_bad(proof: BadDealingProof) -> bool:
     return not hmac.compare_digest(pub, c.mask_public)
 
 
-def box_is_bad(proof: BadBoxProof) -> bool:
+def shares_have_header(shares: tuple[bytes, ...], index: int, threshold: int) -> bool:
+    """Whether every share parses and carries the holder's ``index`` and ``threshold``."""
+    try:
+        parsed = [shamir.Share.from_bytes(s) for s in shares]
+    except ShamirError:
+        return False
+    return all(p.index == index and p.threshold == threshold for p in parsed)
+
+
+def box_is_bad(proof: BadBoxProof, expected: tuple[int, int] | None = None) -> bool:
     """Whether the owner's box does not open to its committed shares under the key the
-    holder's revealed channel key derives (signatures not checked: the honest-but-curious
-    server trusts its own records; :func:`verify_proof` checks them)."""
+    holder's revealed channel key derives, or (with ``expected``, the holder's share
+    index and the threshold) holds shares with another header (signatures not checked:
+    the honest-but-curious server trusts its own records; :func:`verify_proof` checks
+    them)."""
     c, ctx, ad = proof.commitment, proof.ctx, proof.holder_ad
     try:
         mine = crypto.AgreementKeyPair.from_private_bytes(proof.holder_channel_private)
@@ -243,10 +263,12 @@ def box_is_bad(proof: BadBoxProof) -> bool:
         key_share, mask_share = unpack_box(plain, c.owner, ad.client)
     except (DecryptionError, KeyFormatError, SecAggError):
         return True  # a signed box that does not open under the holder's real key
-    return not (
+    if not (
         c.check_share(ctx, ad.client, ShareKind.MASK_KEY, key_share)
         and c.check_share(ctx, ad.client, ShareKind.SELF_MASK, mask_share)
-    )
+    ):
+        return True
+    return expected is not None and not shares_have_header((key_share, mask_share), *expected)
 
 
 def holder_shares_ok(

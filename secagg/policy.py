@@ -68,7 +68,11 @@ class SecurityPolicy:
             object.__setattr__(self, "min_summed_fraction", default_min_summed(self.setting))
         if self.pinned is not None:
             items = self.pinned.items() if isinstance(self.pinned, dict) else self.pinned
-            object.__setattr__(self, "pinned", tuple(sorted(items)))
+            try:
+                pairs = tuple(sorted((str(k), v) for k, v in items))
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"pinned parameters must be name/value pairs: {exc}") from exc
+            object.__setattr__(self, "pinned", pairs)
             if {k for k, _ in self.pinned} != set(SECURITY_FIELDS):
                 raise ConfigError(f"pinned parameters must name exactly {SECURITY_FIELDS}")
         check_choice("setting", self.setting, SETTINGS)

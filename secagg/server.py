@@ -395,10 +395,13 @@ class SecAggServer:
         if not (self.graph.adjacent(owner, sender) and self._mutual(owner, sender)):
             raise ProtocolViolationError(f"client {sender} complains about a box it never got")
         proof = self._box_proof(owner, sender, msg.channel_private)
+        header = (self.graph.share_index(owner, sender), self.config.threshold)
         guilty = (
-            commitments.verify_proof(proof, self.registry.digest, self.registry.identities())
+            commitments.verify_proof(
+                proof, self.registry.digest, self.registry.identities(), header
+            )
             if self.registry is not None
-            else commitments.box_is_bad(proof)
+            else commitments.box_is_bad(proof, header)
         )
         if not guilty:
             raise ProtocolViolationError(f"client {sender}'s complaint about {owner} is false")

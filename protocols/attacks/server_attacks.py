@@ -42,6 +42,7 @@ __all__ = [
     "NoAttestationClient",
     "TrustingClient",
     "WireServer",
+    "client_differencing_attack",
     "differencing_attack",
     "dropout_lie",
     "forced_neighbourhood",
@@ -128,6 +129,7 @@ def dropout_lie(
     n: int = 7,
     weakened: bool = False,
     seed: int = 0,
+    graph: str | None = "complete",
 ) -> AttackOutcome:
     """Claim that a live ``victim`` dropped after it sent its masked input.
 
@@ -136,13 +138,14 @@ def dropout_lie(
     story at once; ``ask_twice``: first ask with the victim alive, then again claiming it
     dropped. ``weakened``: for ``split``, clients that took the server's parameters
     (honest-but-curious, t = 2: no certification, a threshold two stories can share);
-    for ``ask_twice``, clients without the one-answer rule.
+    for ``ask_twice``, clients without the one-answer rule. ``graph``: the session's
+    graph (``None``: the default for n).
     """
     if split and weakened:
         srv = _downgraded_server(n, seed)
     else:
         factory = AnswersTwiceClient if weakened else SecAggClient
-        srv = WireServer(_config(n, graph="complete"), _inputs(n, 64, seed), client_factory=factory)
+        srv = WireServer(_config(n, graph=graph), _inputs(n, 64, seed), client_factory=factory)
     srv.to_masked_inputs()
     everyone = frozenset(srv.masked)
     without = everyone - {victim}
@@ -222,7 +225,7 @@ def policy_downgrade(*, weakened: bool, n: int = 20, victim: int = 0) -> AttackO
     return srv.recover(victim)
 
 
-def forced_neighbourhood(*, weakened: bool, victim: int = 0) -> AttackOutcome:
+def forced_neighbourhood(*, weakened: bool, victim: int = 0, n: int = 12) -> AttackOutcome:
     """The server tells the victim its neighbours are t corrupt clients of its choice,
     so the corrupt holders alone rebuild both of its secrets and unmask its input.
 
@@ -232,7 +235,6 @@ def forced_neighbourhood(*, weakened: bool, victim: int = 0) -> AttackOutcome:
     Weakened: a victim that takes its neighbourhood from the server (the pre-fix design,
     where the server shaped the graph) deals to the corrupt clients.
     """
-    n = 12
     cfg = SecAggConfig(
         num_clients=n, threshold=4, neighbours=4, setting="active", rounding="nearest"
     )
@@ -267,7 +269,13 @@ def _names(srv: WireServer) -> str:
 # --- Sybil clients ----------------------------------------------------------------------------
 
 
-def sybil_attack(victim_input: Vector, n: int = 7, *, trusted_registry: bool) -> AttackOutcome:
+def sybil_attack(
+    victim_input: Vector,
+    n: int = 7,
+    *,
+    trusted_registry: bool,
+    graph: str | None = "complete",
+) -> AttackOutcome:
     """One real client (the victim, id 0) and ``n - 1`` identities the server runs.
 
     With a trusted registry the fake clients cannot MAC their keys for the victim under
@@ -275,7 +283,7 @@ def sybil_attack(victim_input: Vector, n: int = 7, *, trusted_registry: bool) ->
     server hands out the registry it lists its own keys, the round completes and the
     server subtracts the inputs it chose for its Sybils.
     """
-    cfg = _config(n, graph="complete")
+    cfg = _config(n, graph=graph)
     xs = np.zeros((n, victim_input.shape[0]))
     xs[0] = victim_input
     prov = Provisioning.make(cfg)
@@ -309,13 +317,20 @@ def sybil_attack(victim_input: Vector, n: int = 7, *, trusted_registry: bool) ->
 
 
 def differencing_attack(
-    updates: list[Vector], victim: int, *, guarded: bool, fresh_noise: bool = False
+    updates: list[Vector],
+    victim: int,
+    *,
+    guarded: bool,
+    fresh_noise: bool = False,
+    backend: str = "masking",
+    setting: str = "active",
 ) -> AttackOutcome:
     """Aggregate twice with survivor sets that differ by ``victim``; subtract the sums.
 
     ``guarded=False`` runs two bare :func:`secagg.simulate` rounds; ``guarded=True`` goes
-    through :class:`protocols.privacy_layer.PrivacyLayer` (one model hash for both), whose
-    :class:`~protocols.differencing.ContributionGuard` must refuse the repeat.
+    through :class:`protocols.privacy_layer.PrivacyLayer` with ``backend`` (one model
+    hash for both), whose :class:`~protocols.differencing.ContributionGuard` must refuse
+    the repeat.
     """
     n = len(updates)
     rest = [c for c in range(n) if c != victim]
@@ -329,7 +344,10 @@ def differencing_attack(
         )
     from protocols.privacy_layer import PrivacyLayer
 
-    layer = PrivacyLayer(backend="masking", backend_params={"setting": "active"})
+    params: dict[str, Any] = {"setting": setting} if backend == "masking" else {}
+    if backend == "paillier":
+        params = {"insecure_test_key": True}  # a fast key: the guard is what is attacked
+    layer = PrivacyLayer(backend=backend, backend_params=params)
     model_hash = b"\x07" * 32
     ups = dict(enumerate(updates))
     first = layer.aggregate(ups, model_hash=model_hash, fresh_noise=fresh_noise)
@@ -351,6 +369,105 @@ def differencing_attack(
         first.update * first.total_weight - second.update * second.total_weight, dtype=np.float64
     )
     return AttackOutcome(diff, float(np.max(np.abs(diff - truth))), float(np.max(np.abs(truth))))
+
+
+def _local_update(data: tuple[Vector, Vector], model: Vector, lr: float = 0.5) -> Vector:
+    """One least-squares gradient step on a client's data: the update depends on the
+    model smoothly, so a nearly equal model gives a nearly equal update."""
+    x, y = data
+    out: Vector = -lr * x.T @ (x @ model - y) / len(y)
+    return out
+
+
+def client_differencing_attack(
+    guard: str,
+    *,
+    n: int = 5,
+    d: int = 16,
+    victim: int = 2,
+    epsilon: float = 1e-9,
+    second: str = "nudge",
+    graph: str | None = None,
+) -> AttackOutcome:
+    """Two rounds the server runs against clients that guard themselves: round 0 at
+    model M with everyone, round 1 at M + epsilon (``guard="hash"`` and ``"client*"``) or
+    at M itself (``"none"``) without the victim; the difference of the two secure sums
+    is the victim's update if the others contribute again.
+
+    ``guard``: ``"client"`` (the fixed :class:`~protocols.client_guard.ClientGuard`, a
+    repeat refused), ``"client_noise"`` (a repeat allowed with fresh Gaussian noise of
+    std 1 x clip, charged to each client's own ledger), ``"hash"`` (the weakened control:
+    a per-model-hash rule, bypassed by M + epsilon), ``"none"`` (no client rule).
+
+    ``second`` is the server's round-1 model: ``"nudge"`` M + epsilon; ``"near_zero"``
+    round 0 at 1e-6 w and round 1 at 1.5e-6 w (a relative change of 50%, tiny in
+    absolute terms); ``"dead_feature"`` M moved by 10 along a feature no client's data
+    uses: a functionally identical model far away in parameter space, which no
+    parameter-space rule can see (the stated limit: only DP noise bounds it).
+    """
+    import dp
+    from protocols.client_guard import (
+        ClientGuard,
+        ContributionPolicy,
+        ContributionRefusedError,
+        ModelHashGuard,
+    )
+
+    rng = np.random.default_rng(7)
+    data = [(rng.normal(size=(32, d)), rng.normal(size=32)) for _ in range(n)]
+    model = rng.normal(size=d) * 0.1
+    if second == "dead_feature":
+        for x, _ in data:
+            x[:, 0] = 0.0  # a feature (say, an always-absent token) no client has
+    if second == "near_zero":
+        model = 1e-6 * rng.normal(size=d)
+    noisy = guard == "client_noise"
+    guards: list[Any] = []
+    ledgers = [dp.PrivacyLedger.in_memory(delta=1e-5) for _ in range(n)]
+    for c in range(n):
+        if guard.startswith("client"):
+            pol = ContributionPolicy(repeat_noise_multiplier=1.0 if noisy else 0.0)
+            guards.append(ClientGuard(pol, ledger=ledgers[c]))
+        else:
+            guards.append(ModelHashGuard())
+    if second == "near_zero":
+        moved = 1.5 * model
+    elif second == "dead_feature":
+        moved = model + 10.0 * np.eye(d)[0]
+    elif second == "nudge":
+        moved = model if guard == "none" else model + epsilon * rng.normal(size=d)
+    else:
+        raise ValueError(f"second {second!r}; use nudge, near_zero or dead_feature")
+    sums: list[Vector] = []
+    refusals: list[str] = []
+    truth = np.zeros(d)
+    rounds = ((model, range(n)), (moved, [c for c in range(n) if c != victim]))
+    for counter, (m, who) in enumerate(rounds):
+        ups = []
+        for c in who:
+            try:
+                adm = guards[c].admit(counter, m) if guard != "none" else None
+            except ContributionRefusedError as exc:
+                refusals.append(f"client {c}: {exc}")
+                continue
+            u = _local_update(data[c], m)
+            vec = guards[c].prepare(u, adm) if adm is not None else dp.clip_l2(u, 1.0)[0]
+            if counter == 0 and c == victim:
+                truth = dp.clip_l2(u, 1.0)[0]
+            ups.append(vec)
+        if len(ups) < 2:  # secure aggregation needs two inputs: the server gets nothing
+            break
+        sums.append(np.asarray(simulate(np.array(ups), _config(len(ups), graph=graph)).sum))
+    chance = float(np.max(np.abs(truth)))
+    charged = [len(led.entries) for led in ledgers]
+    details: dict[str, object] = {"refusals": len(refusals), "client_ledger_rounds": charged}
+    if len(sums) < 2:
+        return AttackOutcome(None, float("inf"), chance, "ContributionRefusedError", details)
+    diff = np.asarray(sums[0] - sums[1], dtype=np.float64)
+    err = float(np.max(np.abs(diff - truth)))
+    # recovered: within the fixed-point error and the M + epsilon drift (<< the update)
+    recovered = diff if err < 1e-3 * max(chance, 1e-12) else None
+    return AttackOutcome(recovered, err, chance, None, details)
 
 
 _ = Status  # re-exported for attack scripts that build stories by hand

@@ -1,8 +1,9 @@
 """``secagg bench secagg``: one masking round at n clients x d elements, with dropouts.
 
 The server runs in its own process (as it would in a deployment) and measures its own
-compute time per step and its resident memory; the clients run in this process, one
-after the other, with their inputs made lazily so no more than one input vector exists
+compute time per step and its resident memory; the clients run in ``--workers`` worker
+processes (one per core by default, :mod:`protocols.bench.secagg_workers`), each holding
+only its own clients' state, with inputs made lazily so a worker holds one input vector
 at a time. Each client's compute time and bytes up and down are counted. Client masking
 time is reported as a ratio to the raw AES-CTR keystream for the same mask bytes. The
 active setting is provisioned as a trusted provisioner would (identities, sealed

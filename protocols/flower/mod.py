@@ -16,23 +16,46 @@ honest-but-curious policy of ``secagg-policy=FILE`` or the default one. Its dura
 records (the session counter that refuses a replayed bootstrap) live in
 ``secagg-state-dir=DIR`` when given (one file per registered index, surviving restarts
 and new runs), else in ``context.state`` for the run.
+
+Before it trains, the node applies its own differencing rule
+(:class:`protocols.client_guard.ClientGuard`, policy from
+``secagg-contribution-policy=FILE`` or the defaults): a round counter above its last
+contribution's (the session counter and the round), a cap per window, and no second
+contribution for (nearly) the same model unless the policy allows it with fresh noise,
+charged to ``secagg-client-ledger=FILE``. Honest-but-curious nodes allow unnoised
+repeats by default (their server re-runs a model only after an abort). A refused round
+gets no input from this node (it drops out of that round only); the guard's state lives
+beside the durable records.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
 
+from protocols.client_guard import (
+    Admission,
+    ClientGuard,
+    ContributionPolicy,
+    ContributionRefusedError,
+    load_policy,
+)
 from protocols.flower.records import (
     ARRAYS_KEY,
+    CLIENT_LEDGER_FILE,
+    CONTRIBUTION_POLICY_FILE,
+    IDENTITY_FILE,
     SECAGG_KEY,
     STATE_DIR,
     STATE_KEY,
+    flatten,
     model_hash,
     node_policy,
     node_trust,
@@ -82,15 +105,33 @@ def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
     contexts: dict[int, bytes] = {}
     round_ = rec.get("train-round")
     if ARRAYS_KEY in msg.content.array_records and isinstance(round_, int):
-        old = msg.content.array_records[ARRAYS_KEY].to_numpy_ndarrays()
-        out = call_next(msg, context)
-        if out.has_error():
-            return out  # training failed: this client drops out of the round
+        arrays = msg.content.array_records[ARRAYS_KEY]
+        old = arrays.to_numpy_ndarrays()
         try:
-            inputs[round_] = _prepared(rec, old, out)
-        except ValueError as exc:
-            return _refuse(msg, f"update: {exc}")
-        contexts[round_] = model_hash(old)
+            if not 0 <= round_ < 1 << 32:
+                raise ContributionRefusedError(f"train-round {round_} out of range")
+            if round_ not in {r for r, _ in client.peek(bundle).parts}:
+                raise ContributionRefusedError(f"the bundle asks no input for round {round_}")
+            guard = store.guard()
+            counter = (client.records.session_counter << 32) | round_
+            names = sorted(arrays.keys())  # by name: a reordered record is the same model
+            layout = json.dumps([[k, list(arrays[k].shape)] for k in names])
+            flat = flatten([arrays[k].numpy() for k in names])
+            admission: Admission | None = guard.admit(counter, flat, layout=layout)
+        except (ContributionRefusedError, SecAggError) as exc:
+            log.warning("round %d: no contribution: %s", round_, exc)
+            admission = None  # no input: this node drops out of this round only
+        finally:
+            store.save_guard()
+        if admission is not None:
+            out = call_next(msg, context)
+            if out.has_error():
+                return out  # training failed: this client drops out of the round
+            try:
+                inputs[round_] = _prepared(rec, old, out, guard, admission)
+            except ValueError as exc:
+                return _refuse(msg, f"update: {exc}")
+            contexts[round_] = model_hash(old)
     try:
         answer = client.handle(bundle, inputs=inputs, contexts=contexts)
     except SecAggError as exc:
@@ -116,13 +157,15 @@ def _load_client(
     return PipelineClient(trust=trust, policy=hbc, records=records)
 
 
-def _prepared(rec: Any, old: list[Any], out: Message) -> Any:
+def _prepared(
+    rec: Any, old: list[Any], out: Message, guard: ClientGuard, admission: Admission
+) -> Any:
     new_rec = next(iter(out.content.array_records.values()), None)
     if new_rec is None:
         raise ValueError("the train function returned no ArrayRecord")
     metrics = next(iter(out.content.metric_records.values()), None)
     n_ex = metrics.get("num-examples") if metrics is not None else None
-    return prepare_input(
+    vec = prepare_input(
         new_rec.to_numpy_ndarrays(),
         old,
         clip=_number(rec.get("clip", 1.0)),
@@ -131,6 +174,15 @@ def _prepared(rec: Any, old: list[Any], out: Message) -> Any:
         num_examples=None if n_ex is None else _number(n_ex),
         l2_clip=_number(rec["l2-clip"]) if "l2-clip" in rec else None,
     )
+    if admission.noise_std <= 0:
+        return vec
+    # an allowed repeat: fresh noise on the update (not the weight), already charged;
+    # then back into the element range (post-processing)
+    bound = _number(rec["l2-clip"]) if "l2-clip" in rec else _number(rec.get("clip", 1.0))
+    weighted = "l2-clip" not in rec
+    body = vec[:-1] if weighted else vec
+    noised = np.clip(guard.prepare(body, admission), -bound, bound)
+    return np.append(noised, vec[-1]) if weighted else noised
 
 
 def _number(v: object) -> float:
@@ -146,12 +198,75 @@ class _RecordStore:
     ``context.state``."""
 
     KEY = "secagg-records"
+    GUARD_KEY = "secagg-guard"
 
     def __init__(self, context: Context, trust: Trust | None) -> None:
         self.context = context
+        self.trust = trust
         d = context.node_config.get(STATE_DIR)
         name = f"records-{trust.index}.bin" if trust is not None else "records-hbc.bin"
         self.path = Path(str(d)) / name if d else None
+
+    def guard(self) -> ClientGuard:
+        """This node's differencing guard, its state beside the durable records."""
+        cfg = self.context.node_config
+        pfile = cfg.get(CONTRIBUTION_POLICY_FILE)
+        from dp.errors import DPError
+
+        try:
+            policy = (
+                load_policy(Path(str(pfile)).read_text())
+                if pfile
+                else ContributionPolicy()
+                if self.trust is not None  # active: refuse repeats
+                else ContributionPolicy.honest_but_curious()
+            )
+            lfile = cfg.get(CLIENT_LEDGER_FILE)
+            ledger = None
+            if lfile:
+                from dp import PrivacyLedger
+
+                lp = Path(str(lfile))
+                ledger = (
+                    PrivacyLedger.open(lp)
+                    if lp.exists()
+                    else PrivacyLedger.create(
+                        lp, delta=1e-6, target_epsilon=policy.repeat_epsilon_budget
+                    )
+                )
+        except (OSError, ValueError, DPError) as exc:
+            raise ContributionRefusedError(f"contribution policy or ledger: {exc}") from exc
+        gpath = self._guard_path()
+        if gpath is not None:
+            self._guard = ClientGuard(policy, path=gpath, ledger=ledger)
+        else:
+            rec = self.context.state.config_records.get(self.GUARD_KEY)
+            text = rec.get("state") if rec is not None else None
+            state = text if isinstance(text, str) else None
+            self._guard = ClientGuard(policy, ledger=ledger, state=state)
+        return self._guard
+
+    def _guard_path(self) -> Path | None:
+        """The guard's file: beside the durable records, or for a node with an identity
+        beside its identity file (durable by provisioning: a new run's empty
+        ``context.state`` must not reset the rule); ``None`` keeps it in the state."""
+        if self.path is not None:
+            return self.path.with_name(self.path.stem.replace("records", "guard") + ".json")
+        ident = self.context.node_config.get(IDENTITY_FILE)
+        if self.trust is not None and ident:
+            return Path(str(ident)).with_suffix(".guard.json")
+        return None
+
+    def save_guard(self) -> None:
+        """Keep the guard's state in ``context.state`` (a file-backed guard saved itself)
+        and release the client ledger's lock for the next message."""
+        g = getattr(self, "_guard", None)
+        if g is None:
+            return
+        if self._guard_path() is None:
+            self.context.state[self.GUARD_KEY] = ConfigRecord({"state": g.to_json()})
+        if g.ledger is not None:
+            g.ledger.close()
 
     def load(self) -> ClientRecords:
         try:

@@ -112,6 +112,8 @@ def prepare_input(
 
 POLICY_FILE = "secagg-policy"  # honest-but-curious nodes: a policy file (optional)
 STATE_DIR = "secagg-state-dir"  # where a node keeps its durable records (optional)
+CONTRIBUTION_POLICY_FILE = "secagg-contribution-policy"  # the differencing rule (optional)
+CLIENT_LEDGER_FILE = "secagg-client-ledger"  # charges for repeats with fresh noise
 
 
 def provision_identities(

@@ -39,7 +39,7 @@ from protocols.flower.records import (
     unflatten,
 )
 from protocols.flower.sync import ExchangeHook
-from protocols.participation import Participation, check_dp_fedavg
+from protocols.participation import AccountingAssumptionError, Participation, check_dp_fedavg
 from secagg.config import SecAggConfig
 from secagg.errors import RegistryError, SecAggError
 from secagg.pipeline import ExchangeKind, PipelineServer, RoundEnd
@@ -170,7 +170,14 @@ class SecAggWorkflow:
                 raise WorkflowError("adaptive clipping is not supported by SecAggWorkflow")
             # every registered node in every round: no sampling to amplify by
             check_dp_fedavg(self.dp, Participation.everyone(), where="SecAggWorkflow")
-            if self.ledger is not None and self.round_cost is None:
+            if (
+                self.round_cost is not None
+                and self.round_cost(1).params != self.dp.round_cost().params
+            ):
+                raise AccountingAssumptionError(
+                    "with dp set, round_cost must be the mechanism's own (leave it out)"
+                )
+            if self.ledger is not None:
                 self.round_cost = lambda _r: self.dp.round_cost()
         self._noise_rng = np.random.default_rng()  # OS entropy: the DP noise
         # rounds that ended before their TRAIN exchange -> released_shares; the ledger

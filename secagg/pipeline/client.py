@@ -182,6 +182,11 @@ class PipelineClient:
             raise ProtocolViolationError(f"bundle for client {b.client}, this is {self.client_id}")
         if b.exchange <= self.last_exchange or b.exchange >= desc.schedule.num_exchanges:
             raise ProtocolViolationError(f"exchange {b.exchange} is out of order or past the end")
+        off = sorted(set(b.starts) - set(desc.schedule.starts(b.exchange)))
+        if off:  # e.g. a bootstrap bundle replayed under a later exchange number
+            raise ProtocolViolationError(
+                f"exchange {b.exchange} does not start rounds {off} in this session's schedule"
+            )
         self.records.admit(desc.counter, desc.session_id, b.exchange)  # durable replay guard
         if self.descriptor is None:
             self.descriptor, self.client_id = desc, b.client

@@ -240,8 +240,18 @@ def _ledgered_workflow(setting: str, tmp_path: Path) -> tuple[SecAggWorkflow, In
     if setting == "active":
         files, reg = provision_identities(tmp_path, N)
         registry = str(reg)
+        # a failed round's model comes again: active nodes contribute to it again only
+        # with fresh noise charged to their own ledgers (issue 13, item 2)
+        noise = tmp_path / "repeat-noise.json"
+        noise.write_text('{"repeat_noise_multiplier": 1.0, "clip_norm": 0.5}')
         node_config = {
-            i: {"secagg-identity": str(files[i]), "secagg-registry": str(reg)} for i in range(N)
+            i: {
+                "secagg-identity": str(files[i]),
+                "secagg-registry": str(reg),
+                "secagg-contribution-policy": str(noise),
+                "secagg-client-ledger": str(tmp_path / f"client-{i}.jsonl"),
+            }
+            for i in range(N)
         }
     mech = DPFedAvg(clip_norm=0.5, noise_multiplier=1.0, expected_clients=N, sample_rate=1.0)
     path = tmp_path / "server.jsonl"
@@ -419,3 +429,68 @@ def test_the_noise_check_fails_a_workflow_that_accounts_noise_it_does_not_add(
     assert [row.status for row, _, _ in seen] == ["ok", "ok"]
     with pytest.raises(AssertionError, match="chi"):
         _check_dp_rounds(wf, seen, path)
+
+
+# -- the differencing rule on the node (issue 13, item 2) ----------------------------------
+
+
+def _still(msg: Message, context: Context) -> Message:
+    """A train function whose update is zero: the next round's model is the same."""
+    model = msg.content["arrays"].to_numpy_ndarrays()[0]  # type: ignore[union-attr]
+    out = RecordDict(
+        {
+            "arrays": ArrayRecord([model.astype(np.float64)]),
+            "metrics": MetricRecord({"num-examples": 1}),
+        }
+    )
+    return Message(out, reply_to=msg)
+
+
+def _still_grid(tmp_path: Path, extra: dict[str, Any]) -> tuple[InProcessGrid, str]:
+    files, reg = provision_identities(tmp_path, N)
+    nodes: dict[int, tuple[Context, App]] = {}
+    for i in range(N):
+        cfg = {
+            "partition-id": i,
+            "secagg-identity": str(files[i]),
+            "secagg-registry": str(reg),
+            **{k: (v.format(i=i) if isinstance(v, str) else v) for k, v in extra.items()},
+        }
+        nodes[100 + i] = (
+            Context(7, 100 + i, cfg, RecordDict(), {}),
+            lambda m, c: secagg_mod(m, c, _still),
+        )
+    return InProcessGrid(nodes), str(reg)
+
+
+def test_active_nodes_refuse_a_second_contribution_for_the_same_model(tmp_path: Path) -> None:
+    grid, reg = _still_grid(tmp_path, {})
+    wf = SecAggWorkflow(rounds=2, setting="active", registry_file=reg, min_nodes=N)
+    rows = wf.run(grid, [np.zeros(D, dtype=np.float32)]).rows
+    assert rows[0].status == "ok" and rows[1].status != "ok"  # nobody contributes again
+
+
+def test_the_control_and_the_noised_repeat(tmp_path: Path) -> None:
+    """Control: nodes provisioned to allow repeats contribute twice for one model. With
+    repeats allowed only under fresh noise, each node charges its own ledger once."""
+    allow = tmp_path / "allow.json"
+    allow.write_text('{"allow_repeats": true}')
+    grid, reg = _still_grid(tmp_path / "a", {"secagg-contribution-policy": str(allow)})
+    wf = SecAggWorkflow(rounds=2, setting="active", registry_file=reg, min_nodes=N)
+    assert [r.status for r in wf.run(grid, [np.zeros(D, dtype=np.float32)]).rows] == ["ok"] * 2
+    noise = tmp_path / "noise.json"
+    noise.write_text('{"repeat_noise_multiplier": 1.0, "clip_norm": 0.5}')
+    ledgers = tmp_path / "ledgers"
+    ledgers.mkdir()
+    extra = {
+        "secagg-contribution-policy": str(noise),
+        "secagg-client-ledger": str(ledgers / "node-{i}.jsonl"),
+    }
+    grid, reg = _still_grid(tmp_path / "n", extra)
+    wf = SecAggWorkflow(rounds=2, setting="active", registry_file=reg, min_nodes=N)
+    assert [r.status for r in wf.run(grid, [np.zeros(D, dtype=np.float32)]).rows] == ["ok"] * 2
+    from dp import read_ledger
+
+    for i in range(N):
+        entries = read_ledger(ledgers / f"node-{i}.jsonl").entries
+        assert [e.mechanism for e in entries] == ["client_repeat_gaussian"]

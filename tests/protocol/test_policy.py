@@ -153,6 +153,32 @@ def test_a_replayed_bootstrap_is_refused_after_the_round_state_is_lost() -> None
         PipelineClient(policy=pol, records=records).handle(old.outgoing()[0])
 
 
+def test_a_bootstrap_relabelled_or_re_counted_is_refused() -> None:
+    """The same bootstrap bundle under a later exchange number, and the same session id
+    under a higher counter, would make a client that lost its state advertise rounds 1
+    and 2 of the session again (two honest views under one binding)."""
+    from secagg.errors import ProtocolViolationError
+    from secagg.pipeline import TO_CLIENT, Bundle
+
+    cfg = SecAggConfig.default(7, setting="honest_but_curious")
+    pol = SecurityPolicy.fixed(cfg)
+    srv = PipelineServer(cfg, rounds=3, dimension=4)
+    boot = srv.outgoing()[0]
+    records = ClientRecords()
+    PipelineClient(policy=pol, records=records).handle(boot)
+    b = Bundle.decode(boot, TO_CLIENT, 1 << 24)
+    for g in (1, 4):
+        moved = Bundle(
+            b.direction, b.session_id, g, b.client, b.parts, b.starts, b.live_rounds, b.descriptor
+        ).encode()
+        with pytest.raises(ProtocolViolationError, match="does not start rounds"):
+            PipelineClient(policy=pol, records=records).handle(moved)
+    rec = ClientRecords()
+    rec.admit(5, b"s" * 16, 0)
+    with pytest.raises(ReplayedSessionError, match="never set up twice"):
+        rec.admit(6, b"s" * 16, 0)
+
+
 def test_an_active_pipeline_client_needs_its_identity() -> None:
     with pytest.raises(PolicyViolationError):
         PipelineClient(policy=SecurityPolicy())

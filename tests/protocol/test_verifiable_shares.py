@@ -46,11 +46,33 @@ class WrongShareHolder(SecAggClient):
     def _release(self, out: list[tuple[int, ShareKind]]) -> bytes:
         if self.id == BAD_HOLDER and OWNER in self.st.held:
             k, m = self.st.held[OWNER]
-            # the first t released shares of OWNER (complete graph: index = id + 1)
-            alive = [c for c, s in self.st.statuses.items() if s.name == "ALIVE"]
-            used = sorted(c + 1 for c in (*alive, self.id))[: CFG.threshold]
+            # the t shares of OWNER the server will hold: those of the clients that
+            # answer the unmasking request (complete graph: index = id + 1)
+            used = sorted(c + 1 for c in range(N) if c not in _late(3))[: CFG.threshold]
             self.st.held[OWNER] = (k, _off_by_one(m, used))
         return super()._release(out)
+
+
+class WrongIndexDealer(SecAggClient):
+    """A corrupt owner: commits to, boxes and signs shares whose header index is shifted
+    by one (values unchanged), so every holder's digests match."""
+
+    def _deal(self):  # type: ignore[no-untyped-def]
+        if self.id == OWNER:
+            real = shamir.split
+
+            def tampered(secret: bytes, n: int, t: int):  # type: ignore[no-untyped-def]
+                return [
+                    shamir.Share(s.index % n + 1, s.threshold, s.num_shares, s.value)
+                    for s in real(secret, n, t)
+                ]
+
+            shamir.split = tampered  # type: ignore[assignment]
+            try:
+                return super()._deal()
+            finally:
+                shamir.split = real  # type: ignore[assignment]
+        return super()._deal()
 
 
 class InconsistentDealer(SecAggClient):
@@ -133,12 +155,17 @@ class UncheckedServer(SecAggServer):
         return True
 
 
+def _late(late: int) -> list[int]:
+    """The clients that vanish before unmasking (neither of the misbehaving ones)."""
+    return [c for c in range(N) if c not in (BAD_HOLDER, OWNER)][:late]
+
+
 def _round(
     factory: type[SecAggClient], *, unchecked: bool = False, late: int = 3
 ) -> InProcessRound:
     """``late`` clients other than the misbehaving ones vanish before unmasking, so the
     server has exactly t (late = 3) or t + 1 (late = 2) shares of each seed."""
-    drop = [c for c in range(N) if c not in (BAD_HOLDER, OWNER)][:late]
+    drop = _late(late)
     rnd = InProcessRound(XS, CFG, dict.fromkeys(drop, "consistency_check"), client_factory=factory)
     if unchecked:
         rnd.server = UncheckedServer(
@@ -216,3 +243,18 @@ def test_a_false_complaint_drops_the_complainer_and_the_round_goes_on() -> None:
     res = rnd.run()
     assert BAD_HOLDER not in res.survivors and BAD_HOLDER in rnd.server.rejected
     assert np.array_equal(res.sum, expected_sum(CFG, XS, res.survivors))
+
+
+def test_a_dealing_with_wrong_share_indices_names_the_dealer_not_the_holders() -> None:
+    """Each holder checks its shares' header against the registry's graph on delivery
+    and complains; the proof convinces anyone who knows the header the graph fixes.
+    Before, holders accepted and the server rejected every honest holder at unmasking."""
+    rnd = InProcessRound(XS, CFG, client_factory=WrongIndexDealer)
+    with pytest.raises(DealerMisbehaviourError) as info:
+        rnd.run()
+    err, reg = info.value, rnd.registry
+    assert err.owner == OWNER and isinstance(err.proof, commitments.BadBoxProof) and reg
+    holder = err.proof.holder_ad.client
+    header = (rnd.server.graph.share_index(OWNER, holder), CFG.threshold)
+    assert commitments.verify_proof(err.proof, reg.digest, reg.identities(), header)
+    assert not commitments.verify_proof(err.proof, reg.digest, reg.identities())  # no header
