@@ -19,7 +19,8 @@ is run by the adversary, so the rule lives on the client (:class:`ClientGuard`):
    bypassed by M + epsilon (:class:`ModelHashGuard`, the weakened control).
 
 Also: distances are relative to max(|M|, ``scale_floor``) so near-zero pairs are
-repeats; the model's layout is pinned; non-finite models are refused; noised repeats are
+repeats; the sketch is keyed by array name, so a reordered or zero-padded record is the
+same model; non-finite models are refused; noised repeats are
 capped per model and by the client ledger's budget.
 
 What it does not protect: two models far apart still give two sums; their difference is
@@ -37,6 +38,7 @@ import math
 import os
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,9 +150,8 @@ class _State:
     key: bytes
     last_counter: int = -1
     times: list[float] = field(default_factory=list)
-    sketches: list[tuple[int, list[float]]] = field(default_factory=list)
+    sketches: list[tuple[int, list[float], str]] = field(default_factory=list)
     repeats: dict[int, int] = field(default_factory=dict)  # first counter -> noised repeats
-    layout: str = ""  # the model's (name, shape) layout, pinned at the first contribution
 
     def to_json(self) -> str:
         return json.dumps(
@@ -159,9 +160,8 @@ class _State:
                 "key": self.key.hex(),
                 "last_counter": self.last_counter,
                 "times": self.times,
-                "sketches": [[c, s] for c, s in self.sketches],
+                "sketches": [[c, s, sig] for c, s, sig in self.sketches],
                 "repeats": {str(c): k for c, k in self.repeats.items()},
-                "layout": self.layout,
             }
         )
 
@@ -176,33 +176,45 @@ class _State:
             if len(key) != 32 or isinstance(last, bool) or not isinstance(last, int):
                 raise ValueError("bad key or counter")
             times = [float(t) for t in raw["times"]]
-            sketches = [(int(c), [float(v) for v in s]) for c, s in raw["sketches"]]
-            if any(len(s) != SKETCH_BUCKETS for _, s in sketches):
+            sketches = [(int(c), [float(v) for v in s], str(g)) for c, s, g in raw["sketches"]]
+            if any(len(s) != SKETCH_BUCKETS for _, s, _ in sketches):
                 raise ValueError("bad sketch size")
             repeats = {int(c): int(k) for c, k in raw["repeats"].items()}
-            layout = raw["layout"]
-            if not isinstance(layout, str):
-                raise ValueError("bad layout")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ContributionRefusedError(f"contribution state does not load: {exc}") from exc
-        return cls(key, last, times, sketches, repeats, layout)
+        return cls(key, last, times, sketches, repeats)
 
 
 def model_sketch(key: bytes, model: object) -> FloatVector:
     """A count sketch of ``model`` under ``key``: each coordinate goes to a bucket with a
     sign, both derived from the key, so ||sketch(a) - sketch(b)|| estimates ||a - b||
     (relative error about 1/sqrt(buckets)) and no one without the key can choose a
-    change the sketch does not see."""
-    vec = np.asarray(model, dtype=np.float64).reshape(-1)
-    seed = int.from_bytes(hashlib.sha256(b"secagg/client-guard/sketch" + key).digest()[:16])
-    rng = np.random.default_rng(seed)
+    change the sketch does not see. ``model`` is one array or a mapping of named arrays;
+    each name gets its own buckets, so reordering the arrays or adding zero ones leaves
+    the sketch unchanged."""
+    arrays = model.items() if isinstance(model, Mapping) else [("", model)]
     out = np.zeros(SKETCH_BUCKETS)
-    for lo in range(0, vec.size, 1 << 20):  # bounded memory for large models
-        part = vec[lo : lo + (1 << 20)]
-        buckets = rng.integers(0, SKETCH_BUCKETS, size=part.size, dtype=np.uint16)
-        signs = rng.integers(0, 2, size=part.size, dtype=np.int8) * 2 - 1
-        out += np.bincount(buckets, weights=signs * part, minlength=SKETCH_BUCKETS)
+    for name, values in arrays:
+        vec = np.asarray(values, dtype=np.float64).reshape(-1)
+        label = b"secagg/client-guard/sketch" + key + str(name).encode()
+        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(label).digest()[:16]))
+        for lo in range(0, vec.size, 1 << 20):  # bounded memory for large models
+            part = vec[lo : lo + (1 << 20)]
+            buckets = rng.integers(0, SKETCH_BUCKETS, size=part.size, dtype=np.uint16)
+            signs = rng.integers(0, 2, size=part.size, dtype=np.int8) * 2 - 1
+            out += np.bincount(buckets, weights=signs * part, minlength=SKETCH_BUCKETS)
     return out
+
+
+def model_signature(model: object) -> str:
+    """The shapes a repeat must share: the sorted (name, shape) of the arrays that are
+    not all zero, so a reordered record or one padded with zero arrays keeps it; of all
+    arrays when every one is zero (zero-initialised models of different tasks differ).
+    Stated limit: padding an all-zero model changes it."""
+    arrays = sorted(model.items()) if isinstance(model, Mapping) else [("", model)]
+    shapes = [(str(k), np.asarray(v).shape) for k, v in arrays]
+    live = [(k, sh) for (k, sh), (_, v) in zip(shapes, arrays, strict=True) if np.any(v)]
+    return hashlib.sha256(repr(live or shapes).encode()).hexdigest()
 
 
 class ClientGuard:
@@ -240,22 +252,16 @@ class ClientGuard:
         """The last round counter this client contributed at (-1: none)."""
         return self._state.last_counter
 
-    def admit(self, counter: int, model: object, *, layout: str = "") -> Admission:
-        """Decide on a contribution at ``counter`` for ``model`` (flattened in a fixed
-        order; ``layout`` names it, e.g. the sorted (name, shape) list, and is pinned at
-        the first contribution); records it (durably) when accepted. Raises
-        :class:`ContributionRefusedError`."""
+    def admit(self, counter: int, model: object) -> Admission:
+        """Decide on a contribution at ``counter`` for ``model`` (one array, or a mapping
+        of array names to arrays as a model record holds them); records it (durably)
+        when accepted. Raises :class:`ContributionRefusedError`."""
         if isinstance(counter, bool) or not isinstance(counter, int) or counter < 0:
             raise ContributionRefusedError(f"round counter must be an int >= 0, got {counter!r}")
-        vec = np.asarray(model, dtype=np.float64).reshape(-1)
-        if not np.all(np.isfinite(vec)):
+        parts = model.values() if isinstance(model, Mapping) else [model]
+        if not all(np.all(np.isfinite(np.asarray(p, dtype=np.float64))) for p in parts):
             raise ContributionRefusedError("the model is not finite")
         st, pol = self._state, self.policy
-        if st.layout and layout != st.layout:
-            raise ContributionRefusedError(
-                "the model's layout (names, shapes, order) differs from the pinned one: a "
-                "reordered or padded model would look new to the sketch"
-            )
         if counter <= st.last_counter:
             raise ContributionRefusedError(
                 f"round counter {counter} is not above the last contribution's ({st.last_counter})"
@@ -266,8 +272,9 @@ class ClientGuard:
             raise ContributionRefusedError(
                 f"{pol.max_per_window} contributions in the last {pol.window_s:g} s: the cap"
             )
-        sketch = model_sketch(st.key, vec)
-        repeat_of = self._nearest_repeat(sketch)
+        sketch = model_sketch(st.key, model)
+        sig = model_signature(model)
+        repeat_of = self._nearest_repeat(sketch, sig)
         noise_std = 0.0
         if repeat_of is not None and not pol.allow_repeats:
             if pol.repeat_noise_multiplier <= 0:
@@ -285,10 +292,9 @@ class ClientGuard:
             st.repeats[repeat_of] = st.repeats.get(repeat_of, 0) + 1
         st.last_counter = counter
         st.times = [*recent, now]
-        st.layout = st.layout or layout
         if repeat_of is None:  # a repeat is counted against the model it repeats
-            st.sketches = [*st.sketches, (counter, sketch.tolist())][-pol.history :]
-            kept = {c for c, _ in st.sketches}
+            st.sketches = [*st.sketches, (counter, sketch.tolist(), sig)][-pol.history :]
+            kept = {c for c, _, _ in st.sketches}
             st.repeats = {c: k for c, k in st.repeats.items() if c in kept}
         self._save()
         return Admission(counter, noise_std, repeat_of)
@@ -309,9 +315,11 @@ class ClientGuard:
             return add_secure_gaussian(vec, admission.noise_std)
         return vec
 
-    def _nearest_repeat(self, sketch: FloatVector) -> int | None:
+    def _nearest_repeat(self, sketch: FloatVector, sig: str) -> int | None:
         scale = max(float(np.linalg.norm(sketch)), self.policy.scale_floor)
-        for c, old in reversed(self._state.sketches):
+        for c, old, old_sig in reversed(self._state.sketches):
+            if old_sig != sig:
+                continue  # another model shape: another task
             dist = float(np.linalg.norm(sketch - np.asarray(old)))
             if dist <= self.policy.repeat_distance * max(scale, float(np.linalg.norm(old))):
                 return c

@@ -1,9 +1,10 @@
 """``secagg bench flower``: per-round wall time on a real Flower deployment (loopback).
 
-One :class:`~protocols.flower.deploy.LocalDeployment` (a SuperLink and ``nodes``
+A :class:`~protocols.flower.deploy.LocalDeployment` (a SuperLink and ``nodes``
 SuperNodes as separate processes; every message to a client starts a fresh ClientApp
-process) runs each mode at each model size ``d`` for ``rounds`` rounds. A *mode* is a
-Flower app plus its run config (:class:`FlowerMode`); built in are ``plain`` (FedAvg, one
+process; the active mode on its own deployment of provisioned nodes) runs each mode
+at each model size ``d`` for ``rounds`` rounds. A *mode* is a Flower app plus its run
+config (:class:`FlowerMode`); built in are ``plain`` (FedAvg, one
 exchange per round) and ``flower_secaggplus`` (Flower's own ``SecAggPlusWorkflow`` +
 ``secaggplus_mod``, four exchanges). Others register with :func:`register_mode`.
 
@@ -102,12 +103,12 @@ def run_flower_bench(
     progress: bool = False,
     run_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run every mode at every ``d`` on one deployment of ``nodes`` SuperNodes.
+    """Run every mode at every ``d`` on ``nodes`` SuperNodes: one deployment for the modes
+    without identities, one provisioned deployment for the active setting.
 
     Returns ``{"results": [row per (mode, d)], "startup_s": ..., "<mode>_vs_plain_d<d>":
     ...}``; see the module docstring for the row's figures.
     """
-    from protocols.flower.deploy import LocalDeployment
 
     chosen = [MODES[m] for m in modes]
     d_list = list(d_values)
@@ -123,8 +124,50 @@ def run_flower_bench(
     def node_config(i: int) -> dict[str, NodeConfigValue]:
         return {"secagg-identity": str(files[i]), "secagg-registry": str(registry)}
 
+    # a node provisioned with an identity runs its registry's (active) policy and refuses
+    # an honest-but-curious session: the active mode gets its own provisioned deployment
+    groups = [
+        ([m for m in chosen if m.name != "ours_active"], None),
+        ([m for m in chosen if m.name == "ours_active"], node_config),
+    ]
+    for group, cfg_of in groups:
+        if not group:
+            continue
+        rows += _run_group(
+            group,
+            d_list,
+            nodes,
+            rounds,
+            cfg_of,
+            registry,
+            exchange_timeout,
+            progress,
+            run_dir,
+            out,
+        )
+    _ratios(rows, d_list, out)
+    out["results"] = rows
+    return out
+
+
+def _run_group(
+    chosen: list[Any],
+    d_list: list[int],
+    nodes: int,
+    rounds: int,
+    node_config: Any,
+    registry: Path,
+    exchange_timeout: float,
+    progress: bool,
+    run_dir: str | Path | None,
+    out: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Every mode of ``chosen`` at every d on one deployment."""
+    from protocols.flower.deploy import LocalDeployment
+
+    rows: list[dict[str, Any]] = []
     with LocalDeployment(nodes, run_dir=run_dir, node_config=node_config) as dep:
-        out["startup_s"] = dep.startup_s
+        out.setdefault("startup_s", dep.startup_s)
         for d in d_list:
             for mode in chosen:
                 config: dict[str, NodeConfigValue] = {
@@ -150,6 +193,11 @@ def run_flower_bench(
                         file=sys.stderr,
                         flush=True,
                     )
+    return rows
+
+
+def _ratios(rows: list[dict[str, Any]], d_list: list[int], out: dict[str, Any]) -> None:
+    """Each mode's round time over plain FedAvg's at the same d, and the headlines."""
     for d in d_list:
         base = next((r for r in rows if r["mode"] == "plain" and r["d"] == d), None)
         for r in rows:
@@ -167,8 +215,6 @@ def run_flower_bench(
         at = [k for k in out if k.startswith(key + "_d")]
         if at:  # the headline: the largest d measured
             out[key] = out[max(at, key=lambda k: int(k.rsplit("_d", 1)[1]))]
-    out["results"] = rows
-    return out
 
 
 def run(quick: bool = False, progress: bool = False) -> dict[str, Any]:

@@ -25,12 +25,11 @@ contribution for (nearly) the same model unless the policy allows it with fresh 
 charged to ``secagg-client-ledger=FILE``. Honest-but-curious nodes allow unnoised
 repeats by default (their server re-runs a model only after an abort). A refused round
 gets no input from this node (it drops out of that round only); the guard's state lives
-beside the durable records.
+beside the durable records, or beside the identity file of an active node.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -55,7 +54,6 @@ from protocols.flower.records import (
     SECAGG_KEY,
     STATE_DIR,
     STATE_KEY,
-    flatten,
     model_hash,
     node_policy,
     node_trust,
@@ -114,10 +112,9 @@ def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
                 raise ContributionRefusedError(f"the bundle asks no input for round {round_}")
             guard = store.guard()
             counter = (client.records.session_counter << 32) | round_
-            names = sorted(arrays.keys())  # by name: a reordered record is the same model
-            layout = json.dumps([[k, list(arrays[k].shape)] for k in names])
-            flat = flatten([arrays[k].numpy() for k in names])
-            admission: Admission | None = guard.admit(counter, flat, layout=layout)
+            # by name: a reordered or zero-padded record is the same model to the sketch
+            named = {k: a.numpy() for k, a in arrays.items()}
+            admission: Admission | None = guard.admit(counter, named)
         except (ContributionRefusedError, SecAggError) as exc:
             log.warning("round %d: no contribution: %s", round_, exc)
             admission = None  # no input: this node drops out of this round only

@@ -129,15 +129,18 @@ def test_near_zero_models_are_compared_on_the_absolute_floor() -> None:
         g.admit(1, 1.5e-6 * w)  # a 50% relative change, 5e-7 * |w| in absolute terms
 
 
-def test_the_layout_is_pinned_and_non_finite_models_are_refused() -> None:
+def test_a_reordered_or_padded_record_is_the_same_model_and_nan_is_refused() -> None:
     g = ClientGuard()
-    g.admit(0, _model(0), layout='[["a", [1000]]]')
-    with pytest.raises(ContributionRefusedError, match="layout"):
-        g.admit(1, _model(1), layout='[["a", [999]], ["b", [1]]]')
+    a, b = _model(0, 500), _model(1, 300)
+    g.admit(0, {"w": a, "b": b})
+    for same in ({"b": b, "w": a}, {"w": a, "b": b, "pad": np.zeros(7)}):
+        with pytest.raises(ContributionRefusedError, match="fresh DP noise"):
+            g.admit(1, same)
+    assert g.admit(1, {"w": a + 1.0, "b": b}).repeat_of is None  # really moved
     bad = _model(2)
     bad[3] = np.nan
     with pytest.raises(ContributionRefusedError, match="not finite"):
-        g.admit(2, bad, layout='[["a", [1000]]]')
+        g.admit(2, {"w": bad})
 
 
 def test_noised_repeats_are_bounded_per_model_and_by_the_budget() -> None:
@@ -155,3 +158,14 @@ def test_noised_repeats_are_bounded_per_model_and_by_the_budget() -> None:
     with pytest.raises(ContributionRefusedError, match="ledger refuses"):
         g2.admit(1, m)  # z = 1 costs more than 0.5: the budget guard refuses first
     assert g2.last_counter == 0
+
+
+def test_zero_models_of_different_tasks_are_not_repeats() -> None:
+    """A node reused for another task whose model also starts at zero contributes; the
+    same zero model again is a repeat (found by `secagg bench flower`, which reuses its
+    nodes across model sizes)."""
+    g = ClientGuard()
+    g.admit(0, {"0": np.zeros(100)})
+    g.admit(1, {"0": np.zeros(1000)})
+    with pytest.raises(ContributionRefusedError, match="fresh DP noise"):
+        g.admit(2, {"0": np.zeros(1000)})
