@@ -47,6 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from protocols.errors import ProtocolLayerError
+from secagg.validation import is_int
 
 FloatVector = npt.NDArray[np.float64]
 SKETCH_BUCKETS = 256
@@ -89,9 +90,7 @@ class ContributionPolicy:
         return cls(allow_repeats=True)
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_per_window, bool) or not (
-            isinstance(self.max_per_window, int) and self.max_per_window >= 1
-        ):
+        if not (is_int(self.max_per_window) and self.max_per_window >= 1):
             raise ContributionRefusedError("max_per_window must be an int >= 1")
         for name in (
             "window_s",
@@ -100,28 +99,26 @@ class ContributionPolicy:
             "clip_norm",
             "repeat_epsilon_budget",
         ):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not (
-                isinstance(v, int | float) and math.isfinite(v) and v > 0
-            ):
+            if not (_is_number(getattr(self, name)) and getattr(self, name) > 0):
                 raise ContributionRefusedError(f"{name} must be a finite number > 0")
-        z = self.repeat_noise_multiplier
-        if isinstance(z, bool) or not (isinstance(z, int | float) and math.isfinite(z) and z >= 0):
+        if not (_is_number(self.repeat_noise_multiplier) and self.repeat_noise_multiplier >= 0):
             raise ContributionRefusedError("repeat_noise_multiplier must be >= 0")
-        m = self.max_repeats_per_model
-        if isinstance(m, bool) or not (isinstance(m, int) and m >= 0):
+        if not (is_int(self.max_repeats_per_model) and self.max_repeats_per_model >= 0):
             raise ContributionRefusedError("max_repeats_per_model must be an int >= 0")
         if not isinstance(self.allow_repeats, bool):
             raise ContributionRefusedError("allow_repeats must be true or false")
-        if isinstance(self.history, bool) or not (
-            isinstance(self.history, int) and self.history >= 1
-        ):
+        if not (is_int(self.history) and self.history >= 1):
             raise ContributionRefusedError("history must be an int >= 1")
         if self.history < self.max_per_window:
             raise ContributionRefusedError(
                 "history must be at least max_per_window: a model must not leave the "
                 "history while its window is open"
             )
+
+
+def _is_number(v: object) -> bool:
+    """A finite int or float that is not a bool."""
+    return (is_int(v) or isinstance(v, float)) and math.isfinite(v)  # type: ignore[arg-type]
 
 
 def load_policy(text: str) -> ContributionPolicy:
@@ -173,7 +170,7 @@ class _State:
                 raise ValueError("unknown version")
             key = bytes.fromhex(raw["key"])
             last = raw["last_counter"]
-            if len(key) != 32 or isinstance(last, bool) or not isinstance(last, int):
+            if len(key) != 32 or not is_int(last):
                 raise ValueError("bad key or counter")
             times = [float(t) for t in raw["times"]]
             sketches = [(int(c), [float(v) for v in s], str(g)) for c, s, g in raw["sketches"]]
@@ -256,7 +253,7 @@ class ClientGuard:
         """Decide on a contribution at ``counter`` for ``model`` (one array, or a mapping
         of array names to arrays as a model record holds them); records it (durably)
         when accepted. Raises :class:`ContributionRefusedError`."""
-        if isinstance(counter, bool) or not isinstance(counter, int) or counter < 0:
+        if not is_int(counter) or counter < 0:
             raise ContributionRefusedError(f"round counter must be an int >= 0, got {counter!r}")
         parts = model.values() if isinstance(model, Mapping) else [model]
         if not all(np.all(np.isfinite(np.asarray(p, dtype=np.float64))) for p in parts):

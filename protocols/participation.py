@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocols.errors import ProtocolLayerError
+from secagg.validation import is_int
 
 SAMPLINGS = ("all", "poisson", "fixed_size")
 #: resolution of the secret Poisson coins: q is compared with a 53-bit uniform
@@ -58,11 +59,7 @@ class Participation:
             raise AccountingAssumptionError(
                 f"sampling {self.sampling!r}; use one of {', '.join(SAMPLINGS)}"
             )
-        if self.population is not None and (
-            isinstance(self.population, bool)
-            or not isinstance(self.population, int)
-            or self.population < 1
-        ):
+        if self.population is not None and not (is_int(self.population) and self.population >= 1):
             raise AccountingAssumptionError(
                 f"population must be an int >= 1, got {self.population!r}"
             )
