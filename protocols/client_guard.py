@@ -19,8 +19,8 @@ is run by the adversary, so the rule lives on the client (:class:`ClientGuard`):
    bypassed by M + epsilon (:class:`ModelHashGuard`, the weakened control).
 
 Also: distances are relative to max(|M|, ``scale_floor``) so near-zero pairs are
-repeats; the sketch is keyed by array name, so a reordered or zero-padded record is the
-same model; non-finite models are refused; noised repeats are
+repeats; a record is sketched by array name and by position, so a reordered, renamed or
+zero-padded record is the same model; non-finite models are refused; noised repeats are
 capped per model and by the client ledger's budget.
 
 What it does not protect: two models far apart still give two sums; their difference is
@@ -203,6 +203,15 @@ def model_sketch(key: bytes, model: object) -> FloatVector:
     return out
 
 
+def _views(model: object) -> list[object]:
+    """The ways a record can be read: by array name and, for a mapping, by position, so
+    neither renaming the arrays (a loader by position) nor reordering them (a loader by
+    name) makes the same model look new."""
+    if not isinstance(model, Mapping):
+        return [model]
+    return [model, {f"#{i}": v for i, v in enumerate(model.values())}]
+
+
 def model_signature(model: object) -> str:
     """The shapes a repeat must share: the sorted (name, shape) of the arrays that are
     not all zero, so a reordered record or one padded with zero arrays keeps it; of all
@@ -269,9 +278,10 @@ class ClientGuard:
             raise ContributionRefusedError(
                 f"{pol.max_per_window} contributions in the last {pol.window_s:g} s: the cap"
             )
-        sketch = model_sketch(st.key, model)
-        sig = model_signature(model)
-        repeat_of = self._nearest_repeat(sketch, sig)
+        seen = [(model_sketch(st.key, v), model_signature(v)) for v in _views(model)]
+        repeat_of = next(
+            (c for c in (self._nearest_repeat(k, g) for k, g in seen) if c is not None), None
+        )
         noise_std = 0.0
         if repeat_of is not None and not pol.allow_repeats:
             if pol.repeat_noise_multiplier <= 0:
@@ -290,7 +300,8 @@ class ClientGuard:
         st.last_counter = counter
         st.times = [*recent, now]
         if repeat_of is None:  # a repeat is counted against the model it repeats
-            st.sketches = [*st.sketches, (counter, sketch.tolist(), sig)][-pol.history :]
+            new = [(counter, k.tolist(), g) for k, g in seen]
+            st.sketches = [*st.sketches, *new][-pol.history * len(new) :]
             kept = {c for c, _, _ in st.sketches}
             st.repeats = {c: k for c, k in st.repeats.items() if c in kept}
         self._save()

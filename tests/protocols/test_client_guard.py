@@ -129,11 +129,11 @@ def test_near_zero_models_are_compared_on_the_absolute_floor() -> None:
         g.admit(1, 1.5e-6 * w)  # a 50% relative change, 5e-7 * |w| in absolute terms
 
 
-def test_a_reordered_or_padded_record_is_the_same_model_and_nan_is_refused() -> None:
+def test_a_reordered_renamed_or_padded_record_is_the_same_model_and_nan_is_refused() -> None:
     g = ClientGuard()
     a, b = _model(0, 500), _model(1, 300)
     g.admit(0, {"w": a, "b": b})
-    for same in ({"b": b, "w": a}, {"w": a, "b": b, "pad": np.zeros(7)}):
+    for same in ({"b": b, "w": a}, {"w": a, "b": b, "pad": np.zeros(7)}, {"x": a, "y": b}):
         with pytest.raises(ContributionRefusedError, match="fresh DP noise"):
             g.admit(1, same)
     assert g.admit(1, {"w": a + 1.0, "b": b}).repeat_of is None  # really moved
